@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Build (or reuse) the jkoflow environment: Debian packages, PETSc from its PyPI
+# sdist against Debian's MPI/BLAS/MUMPS/HDF5, petsc4py/mpi4py/h5py against the
+# system MPI, Firedrake from PyPI, and the project's Python dependencies.
+#
+# Usage:  .ci/bootstrap-env.sh [--print-path] [--force]
+#
+# The environment is a virtualenv cached per machine *outside* the clone, in
+#     ${JKOFLOW_ENV_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/jkoflow}/env-<key>
+# where <key> hashes environment.yml, the PETSc configure options and the Debian
+# package list, so a fresh clone with the same pins reuses it in seconds and a
+# change of pins builds a new one.  Nothing is downloaded from outside PyPI and
+# Debian (no PETSc --download-* options).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+envyml="$here/environment.yml"
+
+# --- what the environment is made of ---------------------------------------
+debian_packages=(
+  build-essential gfortran cmake pkg-config bison flex patchelf
+  openmpi-bin libopenmpi-dev libopenblas-dev liblapack-dev
+  libhdf5-openmpi-dev libmumps-dev libmetis-dev libptscotch-dev
+  libscalapack-openmpi-dev libsuitesparse-dev zlib1g-dev
+)
+
+multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+L=/usr/lib/$multiarch
+H5=$L/hdf5/openmpi
+# Library lists are given as [a,b,c] (no spaces): the petsc sdist joins the
+# options with spaces before calling ./configure, so quoted values would split.
+petsc_configure_options=(
+  --with-cuda=0 --with-x=0 --with-fortran-bindings=0 --with-debugging=0
+  --COPTFLAGS=-O2 --CXXOPTFLAGS=-O2 --FOPTFLAGS=-O2
+  "--with-blaslapack-lib=[$L/libopenblas.so]"
+  --with-hdf5=1 --with-hdf5-include=/usr/include/hdf5/openmpi
+  "--with-hdf5-lib=[$H5/libhdf5_hl.so,$H5/libhdf5.so]"
+  --with-metis=1 --with-metis-include=/usr/include "--with-metis-lib=[$L/libmetis.so]"
+  --with-ptscotch=1 --with-ptscotch-include=/usr/include/scotch
+  "--with-ptscotch-lib=[$L/libptscotch.so,$L/libptscotcherr.so,$L/libscotch.so,$L/libscotcherr.so]"
+  --with-scalapack=1 "--with-scalapack-lib=[$L/libscalapack-openmpi.so]"
+  --with-mumps=1 --with-mumps-include=/usr/include
+  "--with-mumps-lib=[$L/libdmumps.so,$L/libmumps_common.so,$L/libpord.so]"
+  --with-suitesparse=1 --with-suitesparse-include=/usr/include/suitesparse
+  "--with-suitesparse-lib=[$L/libspqr.so,$L/libumfpack.so,$L/libklu.so,$L/libcholmod.so,$L/libbtf.so,$L/libccolamd.so,$L/libcolamd.so,$L/libcamd.so,$L/libamd.so,$L/libsuitesparseconfig.so]"
+  --with-zlib=1
+)
+
+# --- pins from environment.yml (its pip: section) ---------------------------
+pins=$(sed -n 's/^[[:space:]]*-[[:space:]]*\([A-Za-z0-9_.-]*==[^[:space:]#]*\).*/\1/p' "$envyml")
+pin() {  # pin NAME -> NAME==VERSION from environment.yml
+  local p
+  p=$(grep -i "^$1==" <<<"$pins") || { echo "bootstrap: $1 is not pinned in environment.yml" >&2; exit 1; }
+  echo "$p"
+}
+
+key=$( { cat "$envyml"; printf '%s\n' "${petsc_configure_options[@]}" "${debian_packages[@]}"; } \
+       | sha256sum | cut -c1-12)
+root=${JKOFLOW_ENV_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/jkoflow}
+env=$root/env-$key
+marker=$env/.jkoflow-complete
+log=$root/logs/build-$key.log
+
+if [[ "${1:-}" == "--print-path" ]]; then echo "$env"; exit 0; fi
+force=0; [[ "${1:-}" == "--force" ]] && force=1
+
+smoke() {  # a quick check that the cached environment still works
+  OMP_NUM_THREADS=1 "$env/bin/python" -c \
+    "import mpi4py.MPI, petsc4py.PETSc, h5py, firedrake, irksome, matplotlib, pytest" \
+    >/dev/null 2>&1
+}
+
+mkdir -p "$root/logs"
+exec 9>"$root/.lock-$key"
+flock 9   # two `make` runs at once wait for one another instead of racing
+
+if [[ $force == 0 && -f "$marker" ]]; then
+  if smoke; then exit 0; fi
+  echo "bootstrap: the cached environment $env is broken (imports fail); rebuilding it." >&2
+fi
+
+# --- Debian packages --------------------------------------------------------
+missing=()
+for p in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  cmd="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+  if [[ $(id -u) != 0 ]]; then
+    echo "bootstrap: missing Debian packages: ${missing[*]}" >&2
+    echo "bootstrap: this needs root rights; run, then retry:" >&2
+    echo "    sudo sh -c '$cmd'" >&2
+    exit 1
+  fi
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  (export DEBIAN_FRONTEND=noninteractive; sh -c "$cmd") >"$root/logs/apt-$key.log" 2>&1 || {
+    echo "bootstrap: apt-get failed; log: $root/logs/apt-$key.log" >&2
+    tail -n 30 "$root/logs/apt-$key.log" >&2; exit 1; }
+fi
+
+# --- the Python environment -------------------------------------------------
+python=${JKOFLOW_PYTHON:-python3}
+rm -rf "$env"
+echo "bootstrap: building the environment in $env (about 20 min the first time)"
+echo "bootstrap: log: $log"
+: >"$log"
+t0=$(date +%s)
+step() {  # step "what" cmd... : run a build step, logging, failing loudly
+  local what=$1; shift
+  local s=$(date +%s)
+  printf 'bootstrap: %-40s' "$what" ; echo "=== $what: $*" >>"$log"
+  if ! "$@" >>"$log" 2>&1; then
+    echo "FAILED"
+    echo "bootstrap: '$what' failed. Full log: $log ; its tail:" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+  echo "$(( $(date +%s) - s )) s"
+}
+export MPICC=mpicc MPICXX=mpicxx MPIFORT=mpif90 CC=mpicc CXX=mpicxx
+export OMP_NUM_THREADS=1
+pip_=("$env/bin/python" -m pip install --no-input --disable-pip-version-check)
+
+step "virtualenv" "$python" -m venv "$env"
+step "build tools" "${pip_[@]}" "$(pin pip)" "$(pin setuptools)" "$(pin wheel)" \
+  "$(pin cython)" "$(pin numpy)" "$(pin pybind11)" "$(pin pkgconfig)" "$(pin scikit-build-core)"
+step "PETSc (from the PyPI sdist, ~7 min)" env PETSC_CONFIGURE_OPTIONS="${petsc_configure_options[*]}" \
+  "${pip_[@]}" --no-build-isolation --no-binary petsc "$(pin petsc)"
+petsc_dir=$("$env/bin/python" -m petsc --prefix)
+export PETSC_DIR=$petsc_dir PETSC_ARCH=
+step "mpi4py (system MPI)" "${pip_[@]}" --no-build-isolation --no-binary mpi4py "$(pin mpi4py)"
+step "petsc4py" "${pip_[@]}" --no-build-isolation --no-binary petsc4py "$(pin petsc4py)"
+step "h5py (parallel HDF5)" env HDF5_MPI=ON HDF5_INCLUDEDIR=/usr/include/hdf5/openmpi HDF5_LIBDIR="$H5" \
+  "${pip_[@]}" --no-build-isolation --no-binary h5py "$(pin h5py)"
+# Firedrake's build requirements first, so that Firedrake itself builds without
+# isolation against the petsc4py/mpi4py above (an isolated build would compile
+# mpi4py again); libsupermesh builds from its sdist with Debian's gfortran.
+step "Firedrake build requirements" "${pip_[@]}" petsctools firedrake-rtree libsupermesh rtree
+constraints=$root/constraints-$key.txt
+printf '%s\n' $pins >"$constraints"
+step "Firedrake and dependencies" "${pip_[@]}" --no-build-isolation -c "$constraints" \
+  $(printf '%s\n' $pins | grep -viE '^(pip|setuptools|wheel|cython|numpy|pybind11|pkgconfig|scikit-build-core|petsc|mpi4py|petsc4py|h5py)==')
+step "smoke test (import firedrake)" smoke
+"$env/bin/python" -m pip freeze >"$env/pip-freeze.txt" 2>/dev/null || true
+echo "built $(date -u +%FT%TZ) in $(( $(date +%s) - t0 )) s from environment.yml key $key" >"$marker"
+echo "bootstrap: environment ready in $(( $(date +%s) - t0 )) s: $env"

@@ -1,0 +1,178 @@
+r"""Energies :math:`J(\rho) = \int_M U(\rho)\,\mathrm{dvol} + \int_M V\rho\,\mathrm{dvol}` in UFL.
+
+An :class:`Energy` is defined by its internal energy density :math:`U` (a Python
+callable acting on UFL expressions) and a potential :math:`V` (a UFL expression).
+Everything the solvers need is *derived* with UFL, not coded per energy:
+
+* the first variation :math:`\delta J/\delta\rho = U'(\rho) + V` (``ufl.diff``);
+* :math:`U''(\rho)` and the pressure :math:`P(\rho) = \rho U'(\rho) - U(\rho)`, with
+  :math:`\rho\nabla U'(\rho) = \nabla P(\rho)`;
+* the metric curvature (the implicit-bias term of Halmos & Hanin)
+
+  .. math:: I_J(\rho) = \int_M |\nabla_g \tfrac{\delta J}{\delta\rho}|_g^2\,\rho\,\mathrm{dvol},
+
+  Fisher information for the entropy, relative Fisher information for KL, kinetic
+  energy :math:`\int|\nabla V|^2\rho` for a potential energy;
+* the first variation of :math:`I_J` as a weak form, ``derivative(I_J, rho, v)``,
+  whose strong form is :math:`|\nabla g|^2 - 2U''(\rho)\operatorname{div}(\rho\nabla g)`.
+
+Built-ins: :func:`entropy`, :func:`kl` (Fokker--Planck), :func:`porous_medium`,
+:func:`potential_energy`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import ufl
+from firedrake import Function, TestFunction, assemble, derivative
+
+__all__ = ["Energy", "entropy", "kl", "fokker_planck", "porous_medium",
+           "potential_energy"]
+
+
+class Energy:
+    r"""An energy :math:`J(\rho) = \int U(\rho) + V\rho` on a geometry.
+
+    Parameters
+    ----------
+    geometry
+        A :class:`jkoflow.meshes.Geometry`.
+    U
+        Internal energy density, a callable ``U(r)`` returning a UFL expression, or
+        ``None`` for no internal energy.
+    V
+        Potential: a UFL expression, a ``Function``, a number, a callable of the
+        spatial coordinate ``V(x)``, or ``None``.
+    name
+        Label for logs.
+    entropic
+        ``True`` if :math:`U''(r) = 1/r` (entropy-like): then log-density
+        formulations are exact and positivity is required (:math:`\rho > 0`).
+
+    Notes
+    -----
+    All derived quantities are UFL expressions of the density that is passed in,
+    so the same energy serves every solver and every formulation.
+    """
+
+    def __init__(self, geometry, U: Callable | None = None, V=None, *,
+                 name: str = "energy", entropic: bool = False):
+        self.geometry = geometry
+        self.U = U
+        if V is not None and callable(V) and not isinstance(V, (ufl.core.expr.Expr, Function)):
+            V = V(geometry.x)
+        self.V = None if V is None else ufl.as_ufl(V)
+        self.name = name
+        self.entropic = entropic
+
+    # ----------------------------------------------------------- pointwise
+    def _derivatives(self, rho):
+        """(U, U', U'') at rho, by UFL differentiation of ``self.U``."""
+        if self.U is None:
+            zero = ufl.zero()
+            return zero, zero, zero
+        r = ufl.variable(rho)
+        u = self.U(r)
+        du = ufl.diff(u, r)
+        d2u = ufl.diff(du, r)
+        return u, du, d2u
+
+    def integrand(self, rho):
+        r"""Pointwise energy density :math:`U(\rho) + V\rho`."""
+        u = self._derivatives(rho)[0]
+        return u if self.V is None else u + self.V * rho
+
+    def first_variation(self, rho):
+        r""":math:`g = \delta J/\delta\rho = U'(\rho) + V` as a UFL expression."""
+        du = self._derivatives(rho)[1]
+        return du if self.V is None else du + self.V
+
+    def second_derivative(self, rho):
+        r""":math:`U''(\rho)` as a UFL expression."""
+        return self._derivatives(rho)[2]
+
+    def pressure(self, rho):
+        r"""Pressure :math:`P(\rho) = \rho U'(\rho) - U(\rho)`, so :math:`\rho\nabla U' = \nabla P`."""
+        u, du, _ = self._derivatives(rho)
+        return rho * du - u
+
+    def diffusivity(self, rho):
+        r""":math:`P'(\rho) = \rho U''(\rho)` (1 for entropies, :math:`m\rho^{m-1}` for PME)."""
+        return rho * self.second_derivative(rho)
+
+    def flux(self, rho):
+        r"""The Wasserstein flux :math:`\rho\nabla_g(\delta J/\delta\rho)`, written as
+        :math:`P'(\rho)\nabla_g\rho + \rho\nabla_g V` so it stays finite where
+        :math:`\rho = 0` (porous medium)."""
+        geom = self.geometry
+        f = self.diffusivity(rho) * geom.grad(rho) if self.U is not None else 0
+        if self.V is not None:
+            f = f + rho * geom.grad(self.V)
+        return f
+
+    # ---------------------------------------------------------------- forms
+    def form(self, rho) -> ufl.Form:
+        r"""The UFL form :math:`J(\rho)`."""
+        return self.integrand(rho) * self.geometry.dx
+
+    def value(self, rho) -> float:
+        r"""The number :math:`J(\rho)` (collective)."""
+        return float(assemble(self.form(rho)))
+
+    def curvature_form(self, rho) -> ufl.Form:
+        r""":math:`I_J(\rho) = \int|\nabla_g g|_g^2\rho\,\mathrm{dvol}` as a UFL form."""
+        return self.geometry.grad_norm2(self.first_variation(rho)) * rho * self.geometry.dx
+
+    def curvature(self, rho) -> float:
+        r"""The number :math:`I_J(\rho)` (Fisher information for the entropy)."""
+        return float(assemble(self.curvature_form(rho)))
+
+    def curvature_variation(self, rho: Function, v=None) -> ufl.Form:
+        r"""Weak first variation of :math:`I_J`: ``derivative(I_J(rho), rho, v)``.
+
+        Its strong form is :math:`|\nabla_g g|_g^2 - 2U''(\rho)\operatorname{div}_g(\rho\nabla_g g)`.
+        """
+        v = v if v is not None else TestFunction(rho.function_space())
+        return derivative(self.curvature_form(rho), rho, v)
+
+    def modified_form(self, rho, eta) -> ufl.Form:
+        r"""The modified energy :math:`J^\eta = J - (\eta/4) I_J` of Halmos & Hanin."""
+        return self.form(rho) - (eta / 4) * self.curvature_form(rho)
+
+    def __repr__(self) -> str:
+        return f"Energy({self.name!r}, on {self.geometry.name!r})"
+
+
+def _entropy_density(r):
+    return r * ufl.ln(r)
+
+
+def entropy(geometry) -> Energy:
+    r"""Boltzmann entropy :math:`\int\rho\log\rho`: its WGF is the heat equation."""
+    return Energy(geometry, _entropy_density, None, name="entropy", entropic=True)
+
+
+def kl(geometry, V) -> Energy:
+    r"""Relative entropy to :math:`\pi\propto e^{-V}`: :math:`\int\rho\log\rho + V\rho`.
+
+    Its WGF is the Fokker--Planck equation
+    :math:`\partial_t\rho = \Delta_g\rho + \operatorname{div}_g(\rho\nabla_g V)`.
+    """
+    return Energy(geometry, _entropy_density, V, name="kl", entropic=True)
+
+
+fokker_planck = kl
+
+
+def porous_medium(geometry, m: float = 2.0, V=None) -> Energy:
+    r"""Porous-medium energy :math:`\int\rho^m/(m-1)` (+ :math:`V\rho`), :math:`m > 1`."""
+    if not m > 1:
+        raise ValueError(f"porous medium exponent must satisfy m > 1, got m = {m}")
+    return Energy(geometry, lambda r: r ** m / (m - 1), V, name=f"porous_medium(m={m:g})")
+
+
+def potential_energy(geometry, V) -> Energy:
+    r"""Potential energy :math:`\int V\rho` (Riemannian gradient descent of particles)."""
+    if V is None:
+        raise ValueError("potential_energy needs a potential V")
+    return Energy(geometry, None, V, name="potential")
