@@ -1,0 +1,432 @@
+r"""The discrete dynamic (Benamou--Brenier) optimal-transport problem.
+
+Transport time :math:`s\in[0,1]` is cut into :math:`N` slices of length
+:math:`\Delta s = 1/N`.  Densities :math:`\rho_i` live at the slice ends and
+potentials :math:`\phi_i` on the slices; with a slice average :math:`\rho_{i-1/2}`
+of :math:`\rho_{i-1}, \rho_i` the discrete Lagrangian is
+
+.. math::
+
+    L = \sum_{i=1}^N \Big[\int_M(\rho_i-\rho_{i-1})\phi_i\,\mathrm{dvol}
+        - \frac{\Delta s}{2}\int_M\rho_{i-1/2}|\nabla_g\phi_i|_g^2\,\mathrm{dvol}\Big]
+        + T(\rho_N),
+
+minimised over the unknown densities and maximised over the potentials.  The
+supremum over :math:`\phi_i` is a weighted Poisson problem, the discrete continuity
+equation :math:`\rho_i - \rho_{i-1} = -\Delta s\,\operatorname{div}_g(\rho_{i-1/2}
+\nabla_g\phi_i)`; the stationarity in :math:`\rho_i` is a discrete Hamilton--Jacobi
+equation.  The terminal term :math:`T` is :math:`\eta J(\rho_N)` for a JKO step, or
+absent when :math:`\rho_N` is prescribed (a :math:`W_2` geodesic).  At the saddle
+point :math:`W_2^2 \approx \Delta s\sum_i\int\rho_{i-1/2}|\nabla_g\phi_i|^2`.
+Testing the continuity equation with 1 shows that every slice has exactly the mass
+of :math:`\rho_0`.  The KKT system is one UFL residual (derivatives of :math:`L`
+with respect to the densities and potentials) with its UFL Jacobian, solved by
+Newton (PETSc SNES).
+
+Two representations of the densities (``variable=``):
+
+* ``"log"`` (default for entropic energies): the unknowns are log-densities
+  :math:`l_i\in P_k`, :math:`\rho_i = e^{l_i}`, positive by construction; no barrier.
+  The slice average is the **geometric mean** :math:`\sqrt{\rho_{i-1}\rho_i}`, which is
+  second-order accurate like the arithmetic one and keeps :math:`L` convex in
+  :math:`\rho`, but, unlike it, makes the slice equation
+  :math:`2\sinh(\tfrac{l_i-l_{i-1}}{2}) = -\Delta s(\operatorname{div} v + v\cdot\nabla
+  l_{i-1/2})` solvable for any data.  With the arithmetic mean that equation has no
+  positive solution once :math:`\Delta s\,|v\cdot\nabla\log\rho| \gtrsim 2` (Gaussian
+  tails), and Newton fails there whatever the globalisation.  The stationarity is
+  taken with respect to :math:`\rho_i` (not :math:`l_i`), so Hamilton--Jacobi rows stay
+  O(1) where :math:`\rho` is tiny.
+* ``"density"``: the unknowns are :math:`\rho_i\in P_k` (arithmetic mean), kept
+  positive by a primal-dual interior-point method: nodal duals :math:`z_i` with
+  complementarity :math:`\rho_i z_i = \mu\,\Delta s\,w` at the vertices (mass-lumped
+  quadrature; :math:`w = \rho_0` makes the barrier scale-free), continuation in
+  :math:`\mu`, a fraction-to-boundary rule and an IPOPT-style dual reset in a SNES
+  line-search pre-check.  For energies whose minimisers vanish on open sets.
+
+Spaces: :math:`\rho_i` (or :math:`l_i`) and :math:`\phi_i` both continuous
+:math:`P_k`.  Then the constraint operator (a mass matrix) is square and invertible,
+so each :math:`\rho_i` is determined by the potentials and no spurious checkerboard
+mode can appear, which does happen when densities carry more degrees of freedom
+than potentials (e.g. :math:`P_0`/:math:`P_1`, cf. Natale--Todeschi).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import finat
+import numpy as np
+import ufl
+from firedrake import (Constant, Function, FunctionSpace, MixedFunctionSpace,
+                       NonlinearVariationalProblem, NonlinearVariationalSolver, TestFunctions,
+                       assemble, derivative, split)
+from mpi4py import MPI
+
+from .common import SolverStats, check_int, global_min, solve_or_raise
+from .presets import preset
+
+__all__ = ["BenamouBrenier", "TransportResult", "DEFAULT_BARRIER"]
+
+#: Default interior-point schedule: mu is relative (multiplied by ``mu_scale``);
+#: levels ``mu0, mu0*factor, ...`` down to ``mu_min``.
+DEFAULT_BARRIER = {"mu0": 1e-4, "mu_min": 1e-10, "factor": 1e-2, "tau": 0.995,
+                   "kappa": 1e10}
+
+
+def vertex_measure(geometry, V):
+    """The volume measure with the vertex (mass-lumping) quadrature rule for P1.
+
+    FInAT's degree-1 KMV rule is the vertex rule on intervals, triangles and
+    quadrilaterals (``scheme="vertex"`` metadata is not honoured by TSFC).
+    """
+    rule = finat.quadrature.make_quadrature(V.finat_element.cell, 1, "KMV")
+    return geometry.dx(scheme=rule)
+
+
+@dataclass
+class TransportResult:
+    """What one dynamic-transport solve reports.
+
+    Attributes
+    ----------
+    rho
+        The end density :math:`\\rho_N` as a :math:`P_k` ``Function`` (for a log
+        representation, the nodal interpolant of :math:`e^{l_N}`).
+    log_rho
+        :math:`l_N` for the log representation, else ``None``.
+    phi
+        The potential on the last slice :math:`\\phi_N`.
+    slices
+        The discrete geodesic :math:`\\rho_0, \\dots, \\rho_N` as ``Function`` s.
+    cost
+        The squared Wasserstein distance :math:`W_2^2(\\rho_0, \\rho_N)` as computed.
+    mass
+        :math:`\\int\\rho_N` with the solver's quadrature (conserved exactly).
+    snes_iterations, linear_iterations
+        Totals over all barrier levels.
+    barrier_levels
+        List of ``(mu, snes iterations)`` per level.
+    """
+    rho: Function
+    log_rho: Function | None
+    phi: Function
+    slices: list
+    cost: float
+    mass: float
+    snes_iterations: int
+    linear_iterations: int
+    barrier_levels: list = field(default_factory=list)
+
+
+class BenamouBrenier(SolverStats):
+    r"""Discrete dynamic OT problem with free (JKO) or fixed (geodesic) end density.
+
+    Parameters
+    ----------
+    geometry
+        A :class:`jkoflow.meshes.Geometry`.
+    N
+        Number of transport-time slices (:math:`\ge 1`).
+    terminal
+        ``terminal(rho_N)`` returning the UFL form :math:`T(\rho_N)` (free end), or
+        ``None`` for a prescribed end density.
+    degree
+        Polynomial degree :math:`k` of the :math:`P_k` spaces for density and potential.
+    variable
+        ``"log"`` (log-density unknowns) or ``"density"`` (interior point).
+    barrier
+        Interior-point schedule for ``variable="density"``, keys as in
+        :data:`DEFAULT_BARRIER`.
+    mu_scale
+        Multiplies the barrier levels (a :class:`~firedrake.Constant` or number).
+    quadrature_degree
+        Quadrature degree of all integrals (default :math:`2k+2`).
+    solver_parameters, options_prefix, appctx
+        As for Firedrake solvers; the default is the ``"direct"`` preset.
+    """
+
+    def __init__(self, geometry, N: int, terminal=None, *, degree: int = 1,
+                 variable: str = "density", barrier: dict | None = None, mu_scale=1.0,
+                 quadrature_degree: int | None = None, solver_parameters: dict | None = None,
+                 options_prefix: str = "jko", appctx: dict | None = None):
+        if variable not in ("density", "log"):
+            raise ValueError(f"unknown variable {variable!r}; valid: 'density', 'log'")
+        self.geometry = geometry
+        self.variable = variable
+        self.N = check_int("N (number of transport-time slices)", N, 1)
+        self.degree = check_int("degree", degree, 1)
+        self.barrier = {**DEFAULT_BARRIER, **(barrier or {})}
+        unknown = set(self.barrier) - set(DEFAULT_BARRIER)
+        if unknown:
+            raise ValueError(f"unknown barrier keys {sorted(unknown)}; "
+                             f"valid: {sorted(DEFAULT_BARRIER)}")
+        self.fixed_end = terminal is None
+        self.V = V = FunctionSpace(geometry.mesh, "CG", self.degree)
+        # End-point data in the chosen representation (log-density or density).
+        self.start = Function(V, name="start")
+        self.end = Function(V, name="end") if self.fixed_end else None
+        self.n_rho = self.N - 1 if self.fixed_end else self.N
+        # Primal-dual interior point: one nodal dual variable z_i >= 0 per unknown
+        # density slice (complementarity rho_i z_i = mu w at the vertices).
+        self.n_dual = self.n_rho if variable == "density" else 0
+        spaces = [V] * (self.n_rho + self.N + self.n_dual)
+        if self.fixed_end:
+            # phi is defined up to one constant: fix the mean of phi_1 (a Lagrange
+            # multiplier in the global "R" space).
+            spaces.append(FunctionSpace(geometry.mesh, "R", 0))
+        self.W = MixedFunctionSpace(spaces)
+        self.w = Function(self.W, name="transport_state")
+        self.mu = Constant(0.0)
+        self.mu_scale = mu_scale
+        self.barrier_weight = Function(V, name="barrier_weight")
+        qd = quadrature_degree or geometry.quadrature_degree or 2 * self.degree + 2
+        self.dx = geometry.dx(degree=qd)
+        self._dx_barrier = vertex_measure(geometry, self.V) if self.degree == 1 else self.dx
+
+        parts = split(self.w)
+        unknowns = list(parts[:self.n_rho])
+        self._phis = list(parts[self.n_rho:self.n_rho + self.N])
+        duals = list(parts[self.n_rho + self.N:self.n_rho + self.N + self.n_dual])
+        self._rhos = [self.density(u) for u in
+                      [self.start] + unknowns + ([self.end] if self.fixed_end else [])]
+        # The Lagrangian is written with placeholder coefficients R_i, P_i for the
+        # unknown densities and potentials.  The residual is {dL/dR_i, dL/dP_i} with
+        # the placeholders then replaced by (density(u_i), phi_i): for log unknowns this
+        # is the stationarity in rho (not in l = log rho), which keeps the
+        # Hamilton-Jacobi rows O(1) where rho is tiny instead of scaling them by rho.
+        R = [Function(V) for _ in unknowns]
+        P = [Function(V) for _ in self._phis]
+        lam = Function(spaces[-1]) if self.fixed_end else None
+        self.lagrangian = self._lagrangian(R, P, lam, terminal)
+        tests = TestFunctions(self.W)
+        t_rho, t_phi = tests[:self.n_rho], tests[self.n_rho:self.n_rho + self.N]
+        t_dual = tests[self.n_rho + self.N:self.n_rho + self.N + self.n_dual]
+        F = sum(derivative(self.lagrangian, c, v) for c, v in zip(R + P, t_rho + t_phi))
+        if self.fixed_end:
+            F += derivative(self.lagrangian, lam, tests[-1])
+        # Dual rows: stationarity gains -z_i; complementarity rho_i z_i = mu*ds*w.
+        dxv = self._dx_barrier
+        mu_ds = self.mu * self.mu_scale / self.N
+        for r, z, v, q in zip(R, duals, t_rho, t_dual):
+            F += -z * v * dxv + (r * z - mu_ds * self.barrier_weight) * q * dxv
+        subs = dict(zip(R, self._rhos[1:1 + self.n_rho]))
+        subs.update(zip(P, self._phis))
+        if self.fixed_end:
+            subs[lam] = parts[-1]
+        self.lagrangian = ufl.replace(self.lagrangian, subs)
+        F = ufl.replace(F, subs)
+        problem = NonlinearVariationalProblem(F, self.w, J=derivative(F, self.w))
+        # Density unknowns: the pre-check sets the whole step itself (basic line search).
+        # Log unknowns: minimise ||F||^2 along the Newton direction (l2 line search).
+        params = preset("direct", snes_linesearch_type="basic" if variable == "density"
+                        else "l2") if solver_parameters is None else solver_parameters
+        self.solver = NonlinearVariationalSolver(problem, solver_parameters=params,
+                                                 options_prefix=options_prefix,
+                                                 appctx=appctx)
+        self.options_prefix = options_prefix
+        self._rho_local_indices = self._field_indices(range(self.n_rho))
+        first_dual = self.n_rho + self.N
+        self._dual_local_indices = self._field_indices(range(first_dual,
+                                                             first_dual + self.n_dual))
+        self.solver.snes.setLineSearchPreCheck(
+            self._fraction_to_boundary if variable == "density" else self._limit_log_step)
+        self.last_step_fraction = 1.0
+        self.max_log_step = 10.0
+        self.clipped_updates = 0
+        self._init_stats()
+
+    # ---------------------------------------------------------- internals
+    def _lagrangian(self, R, P, lam, terminal) -> ufl.Form:
+        """The discrete Lagrangian in terms of unknown densities R and potentials P."""
+        geometry, ds = self.geometry, 1.0 / self.N
+        rhos = [self._rhos[0], *R] + ([self._rhos[-1]] if self.fixed_end else [])
+        L = 0
+        for i in range(1, self.N + 1):
+            rho_mid = self._mean(rhos[i - 1], rhos[i])
+            L += (rhos[i] - rhos[i - 1]) * P[i - 1] * self.dx
+            L -= 0.5 * ds * rho_mid * geometry.grad_norm2(P[i - 1]) * self.dx
+        if not self.fixed_end:
+            L += terminal(rhos[-1])
+        if self.fixed_end:
+            L += lam * P[0] * self.dx
+        return L
+
+    def _mean(self, a, b):
+        """The slice average :math:`\\rho_{i-1/2}`: geometric for log unknowns,
+        arithmetic for density unknowns (see the module docstring)."""
+        return ufl.sqrt(a * b) if self.variable == "log" else 0.5 * (a + b)
+
+    def density(self, u):
+        """The density represented by ``u`` (``exp(u)`` for the log representation)."""
+        return ufl.exp(u) if self.variable == "log" else u
+
+    def represent(self, rho, what: str = "density") -> ufl.core.expr.Expr:
+        """UFL expression of a density in the solver's representation (log or not)."""
+        return ufl.ln(rho) if self.variable == "log" else rho
+
+    def _field_indices(self, fields) -> np.ndarray:
+        """Local (owned) positions of the given fields' dofs in the global Vec."""
+        if not len(fields):
+            return np.zeros(0, dtype=np.int64)
+        with self.w.dat.vec_ro as v:
+            start = v.getOwnershipRange()[0]
+        ises = self.W.dof_dset.field_ises
+        return np.concatenate([ises[f].getIndices() - start for f in fields]).astype(np.int64)
+
+    def _fraction_to_boundary(self, x, y):
+        """SNES pre-check: one primal-dual interior-point step.
+
+        Newton updates ``x <- x - y`` (with the ``basic`` line search).  Here
+
+        1. the whole step is scaled by the fraction-to-boundary length
+           ``alpha = min(1, tau * rho_j / y_j)`` over the densities, so that no nodal
+           density loses more than the fraction ``tau`` of its value;
+        2. the duals are then not moved along the Newton direction but reset, node by
+           node, to the central value :math:`\\mu w_j/\\rho_j^{new}` clipped to within
+           a factor ``kappa`` of the Newton value (as IPOPT safeguards its bound
+           multipliers).  Where a density grows by orders of magnitude (expanding
+           tails) the linearised complementarity would otherwise drive ``z`` negative
+           and force a tiny common step.
+        """
+        idx_r, idx_z = self._rho_local_indices, self._dual_local_indices
+        arr = y.getArray()
+        xa = x.getArray(readonly=True)
+        xr, yr = xa[idx_r], arr[idx_r]
+        pos = yr > 0
+        alpha = float(np.min(self.barrier["tau"] * xr[pos] / yr[pos], initial=1.0))
+        alpha = self.geometry.comm.allreduce(min(alpha, 1.0), MPI.MIN)
+        self.last_step_fraction = min(self.last_step_fraction, alpha)
+        arr *= alpha
+        rho_new = xr - arr[idx_r]
+        central = self._mu_ds() * np.tile(self.barrier_weight.dat.data_ro, self.n_rho) / rho_new
+        z_newton = xa[idx_z] - arr[idx_z]
+        kappa = self.barrier["kappa"]
+        z_new = np.clip(z_newton, central / kappa, central * kappa)
+        arr[idx_z] = xa[idx_z] - z_new
+        return True
+
+    def _mu_ds(self) -> float:
+        """The complementarity target factor mu * scale * ds."""
+        return float(self.mu) * float(self.mu_scale) / self.N
+
+    def _limit_log_step(self, x, y):
+        """SNES pre-check for log unknowns: clip each nodal log-density update to
+        ``max_log_step`` (a factor :math:`e^{\\pm c}` per Newton step).
+
+        Where the density is tiny (Gaussian tails) the linearised transport may ask
+        for changes of :math:`l` by tens of units; clipping those components, rather
+        than scaling the whole step, lets the bulk converge quadratically while the
+        tails catch up in a few steps, and keeps :math:`e^{l}` from overflowing.
+        """
+        idx = self._rho_local_indices
+        arr = y.getArray()
+        yl = arr[idx]
+        c = self.max_log_step
+        clipped = np.abs(yl) > c
+        n = self.geometry.comm.allreduce(int(np.count_nonzero(clipped)), MPI.SUM)
+        if n:
+            arr[idx] = np.clip(yl, -c, c)
+            self.clipped_updates += n
+            return True
+        return False
+
+    def _mu_levels(self) -> list[float]:
+        b = self.barrier
+        if self.variable == "log" or b["mu0"] <= 0:
+            return [0.0]
+        levels, mu = [], float(b["mu0"])
+        while mu > b["mu_min"] * (1 + 1e-12):
+            levels.append(mu)
+            mu *= b["factor"]
+        levels.append(float(b["mu_min"]))
+        return levels
+
+    # ------------------------------------------------------------- access
+    def unknown_slices(self) -> tuple[list, list]:
+        """(density-slice unknowns, potentials) as ``Function`` views of the state."""
+        subs = self.w.subfunctions
+        return list(subs[:self.n_rho]), list(subs[self.n_rho:self.n_rho + self.N])
+
+    def duals(self) -> list:
+        """The interior-point dual variables :math:`z_i` (``Function`` views)."""
+        first = self.n_rho + self.N
+        return list(self.w.subfunctions[first:first + self.n_dual])
+
+    def initial_guess(self, slices=None, phi=None):
+        """Set the state: unknown slices (in the representation) and one potential."""
+        us, phis = self.unknown_slices()
+        for i, u in enumerate(us):
+            u.assign(slices[i] if slices is not None else self.start)
+        for p in phis:
+            p.assign(phi if phi is not None else 0.0)
+
+    def cost(self) -> float:
+        r""":math:`W_2^2 \approx \Delta s\sum_i\int\rho_{i-1/2}|\nabla_g\phi_i|^2` (collective)."""
+        ds = 1.0 / self.N
+        form = 0
+        for i in range(1, self.N + 1):
+            rho_mid = self._mean(self._rhos[i - 1], self._rhos[i])
+            form += ds * rho_mid * self.geometry.grad_norm2(self._phis[i - 1]) * self.dx
+        return float(assemble(form))
+
+    def mass(self, u) -> float:
+        """Mass of the density represented by ``u``, with the solver's quadrature."""
+        return float(assemble(self.density(u) * self.dx))
+
+    def _as_density(self, u, name: str) -> Function:
+        f = Function(self.V, name=name)
+        if self.variable == "log":
+            f.interpolate(ufl.exp(u))
+        else:
+            f.assign(u)
+        return f
+
+    def solve_levels(self, what: str) -> tuple[int, int, list]:
+        """Solve from the current state over the barrier levels (one level for log).
+
+        Returns ``(snes iterations, linear iterations, [(mu, iterations), ...])``;
+        raises :class:`~jkoflow.solvers.common.SolverDivergedError` on failure.
+        """
+        levels, snes_total, ksp_total = [], 0, 0
+        levels_mu = self._mu_levels()
+        if self.variable == "density":
+            ref = self.start if not self.fixed_end else 0.5 * (self.start + self.end)
+            self.barrier_weight.interpolate(ref)
+            for u in self.unknown_slices()[0]:
+                lo = global_min(u)
+                if not lo > 0:
+                    raise ValueError(f"{what}: the initial guess for the intermediate "
+                                     f"densities must be strictly positive (minimum {lo:.3g})")
+            # Start on the central path: z = mu0 * scale * ds * w / rho.
+            scale = float(self.mu_scale) * levels_mu[0] / self.N
+            for u, z in zip(self.unknown_slices()[0], self.duals()):
+                z.interpolate(scale * self.barrier_weight / u)
+        for mu in levels_mu:
+            self.mu.assign(mu)
+            self.last_step_fraction = 1.0
+            label = what if self.variable == "log" else f"{what} (barrier mu = {mu:.1e})"
+            its, lits = solve_or_raise(self.solver, label)
+            levels.append((mu, its))
+            snes_total += its
+            ksp_total += lits
+        return snes_total, ksp_total, levels
+
+    def result(self, snes_total: int, ksp_total: int, levels: list) -> TransportResult:
+        """Package the current (converged) state as a :class:`TransportResult`."""
+        self._count(snes_total, ksp_total)
+        us, phis = self.unknown_slices()
+        ends = [self.start] + us + ([self.end] if self.fixed_end else [])
+        slices = [self._as_density(u, f"rho_s{k}") for k, u in enumerate(ends)]
+        rho = slices[-1].copy(deepcopy=True)
+        rho.rename("rho")
+        log_rho = None
+        if self.variable == "log":
+            log_rho = Function(self.V, name="log_rho").assign(ends[-1])
+        phi = Function(self.V, name="phi").assign(phis[-1])
+        return TransportResult(rho=rho, log_rho=log_rho, phi=phi, slices=slices,
+                               cost=self.cost(), mass=self.mass(ends[-1]),
+                               snes_iterations=snes_total, linear_iterations=ksp_total,
+                               barrier_levels=levels)
+
+    def run(self, what: str) -> TransportResult:
+        """Solve from the current state and return the result."""
+        return self.result(*self.solve_levels(what))
