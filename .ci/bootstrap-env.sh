@@ -54,20 +54,41 @@ pin() {  # pin NAME -> NAME==VERSION from environment.yml
   echo "$p"
 }
 
-key=$( { cat "$envyml"; printf '%s\n' "${petsc_configure_options[@]}" "${debian_packages[@]}"; } \
+# The compiled stack (built from source, slow) and the light Python layer (wheels,
+# seconds): only the former keys the cached environment; the latter is synced
+# whenever its pins change.
+stack_re='^(pip|setuptools|wheel|cython|numpy|pybind11|pkgconfig|scikit-build-core|petsc|mpi4py|petsc4py|h5py|firedrake)=='
+stack_pins=$(grep -iE "$stack_re" <<<"$pins")
+light_pins=$(grep -viE "$stack_re" <<<"$pins")
+key=$( { printf '%s\n' $stack_pins "${petsc_configure_options[@]}" "${debian_packages[@]}"; } \
        | sha256sum | cut -c1-12)
+light_key=$(printf '%s\n' $light_pins | sha256sum | cut -c1-12)
 root=${JKOFLOW_ENV_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/jkoflow}
 env=$root/env-$key
 marker=$env/.jkoflow-complete
+light_marker=$env/.jkoflow-python-$light_key
 log=$root/logs/build-$key.log
 
 if [[ "${1:-}" == "--print-path" ]]; then echo "$env"; exit 0; fi
 force=0; [[ "${1:-}" == "--force" ]] && force=1
 
 smoke() {  # a quick check that the cached environment still works
-  OMP_NUM_THREADS=1 "$env/bin/python" -c \
-    "import firedrake, irksome, h5py, matplotlib, pytest" \
-    >/dev/null 2>&1
+  OMP_NUM_THREADS=1 "$env/bin/python" -c "import firedrake, h5py" >/dev/null 2>&1
+}
+sync_light() {  # Firedrake's dependencies and the light Python layer: cheap, redone
+  # whenever the light pins change
+  [[ -f "$light_marker" ]] && return 0
+  constraints=$root/constraints-$key-$light_key.txt
+  printf '%s\n' $pins >"$constraints"
+  echo "bootstrap: syncing the Python dependencies (pins changed)"
+  if ! "$env/bin/python" -m pip install --no-input --disable-pip-version-check -q \
+       -c "$constraints" "$(pin firedrake)" $light_pins >>"$log" 2>&1; then
+    echo "bootstrap: installing the Python dependencies failed. Log: $log ; its tail:" >&2
+    tail -n 30 "$log" >&2; exit 1
+  fi
+  rm -f "$env"/.jkoflow-python-*
+  "$env/bin/python" -m pip freeze >"$env/pip-freeze.txt" 2>/dev/null || true
+  touch "$light_marker"
 }
 
 mkdir -p "$root/logs"
@@ -75,7 +96,7 @@ exec 9>"$root/.lock-$key"
 flock 9   # two `make` runs at once wait for one another instead of racing
 
 if [[ $force == 0 && -f "$marker" ]]; then
-  if smoke; then exit 0; fi
+  if smoke; then sync_light; exit 0; fi
   echo "bootstrap: the cached environment $env is broken (imports fail); rebuilding it." >&2
 fi
 
@@ -120,31 +141,30 @@ step() {  # step "what" cmd... : run a build step, logging, failing loudly
 export MPICC=mpicc MPICXX=mpicxx MPIFORT=mpif90 CC=mpicc CXX=mpicxx
 export OMP_NUM_THREADS=1
 pip_=("$env/bin/python" -m pip install --no-input --disable-pip-version-check)
+# Everything compiled against this environment's PETSc bypasses pip's wheel cache:
+# a cached wheel would be linked against another environment's PETSc.
+pipc_=("${pip_[@]}" --no-cache-dir)
 
 step "virtualenv" "$python" -m venv "$env"
 step "build tools" "${pip_[@]}" "$(pin pip)" "$(pin setuptools)" "$(pin wheel)" \
   "$(pin cython)" "$(pin numpy)" "$(pin pybind11)" "$(pin pkgconfig)" "$(pin scikit-build-core)"
 step "PETSc (from the PyPI sdist, ~7 min)" env PETSC_CONFIGURE_OPTIONS="${petsc_configure_options[*]}" \
-  "${pip_[@]}" --no-build-isolation --no-binary petsc "$(pin petsc)"
+  "${pipc_[@]}" --no-build-isolation --no-binary petsc "$(pin petsc)"
 petsc_dir=$("$env/bin/python" -m petsc --prefix)
 export PETSC_DIR=$petsc_dir PETSC_ARCH=
-step "mpi4py (system MPI)" "${pip_[@]}" --no-build-isolation --no-binary mpi4py "$(pin mpi4py)"
-step "petsc4py" "${pip_[@]}" --no-build-isolation --no-binary petsc4py "$(pin petsc4py)"
+step "mpi4py (system MPI)" "${pipc_[@]}" --no-build-isolation --no-binary mpi4py "$(pin mpi4py)"
+step "petsc4py" "${pipc_[@]}" --no-build-isolation --no-binary petsc4py "$(pin petsc4py)"
 step "h5py (parallel HDF5)" env HDF5_MPI=ON HDF5_INCLUDEDIR=/usr/include/hdf5/openmpi HDF5_LIBDIR="$H5" \
-  "${pip_[@]}" --no-build-isolation --no-binary h5py "$(pin h5py)"
+  "${pipc_[@]}" --no-build-isolation --no-binary h5py "$(pin h5py)"
 # Firedrake's build requirements first, so that Firedrake itself builds without
 # isolation against the petsc4py/mpi4py above (an isolated build would compile
 # mpi4py again); libsupermesh builds from its sdist with Debian's gfortran.
 step "Firedrake build requirements" "${pip_[@]}" petsctools firedrake-rtree libsupermesh rtree
-constraints=$root/constraints-$key.txt
-printf '%s\n' $pins >"$constraints"
 # Only Firedrake itself is built without isolation; its pure-Python dependencies
 # (some need other build backends, e.g. hatchling) resolve normally, and the
 # constraints keep pip from touching the MPI/PETSc stack built above.
-step "Firedrake (no build isolation)" "${pip_[@]}" --no-build-isolation --no-deps "$(pin firedrake)"
-step "Python dependencies" "${pip_[@]}" -c "$constraints" \
-  $(printf '%s\n' $pins | grep -viE '^(pip|setuptools|wheel|cython|numpy|pybind11|pkgconfig|scikit-build-core|petsc|mpi4py|petsc4py|h5py)==')
+step "Firedrake (no build isolation)" "${pipc_[@]}" --no-build-isolation --no-deps "$(pin firedrake)"
+step "Python dependencies" sync_light
 step "smoke test (import firedrake)" smoke
-"$env/bin/python" -m pip freeze >"$env/pip-freeze.txt" 2>/dev/null || true
 echo "built $(date -u +%FT%TZ) in $(( $(date +%s) - t0 )) s from environment.yml key $key" >"$marker"
 echo "bootstrap: environment ready in $(( $(date +%s) - t0 )) s: $env"

@@ -58,10 +58,10 @@ import numpy as np
 import ufl
 from firedrake import (Constant, Function, FunctionSpace, MixedFunctionSpace,
                        NonlinearVariationalProblem, NonlinearVariationalSolver, TestFunctions,
-                       assemble, derivative, split)
+                       VectorSpaceBasis, assemble, derivative, split)
 from mpi4py import MPI
 
-from .common import SolverStats, check_int, global_min, solve_or_raise
+from .common import SolverDivergedError, SolverStats, check_int, global_min, solve_or_raise
 from .presets import preset
 
 __all__ = ["BenamouBrenier", "TransportResult", "DEFAULT_BARRIER"]
@@ -169,10 +169,6 @@ class BenamouBrenier(SolverStats):
         # density slice (complementarity rho_i z_i = mu w at the vertices).
         self.n_dual = self.n_rho if variable == "density" else 0
         spaces = [V] * (self.n_rho + self.N + self.n_dual)
-        if self.fixed_end:
-            # phi is defined up to one constant: fix the mean of phi_1 (a Lagrange
-            # multiplier in the global "R" space).
-            spaces.append(FunctionSpace(geometry.mesh, "R", 0))
         self.W = MixedFunctionSpace(spaces)
         self.w = Function(self.W, name="transport_state")
         self.mu = Constant(0.0)
@@ -195,14 +191,11 @@ class BenamouBrenier(SolverStats):
         # Hamilton-Jacobi rows O(1) where rho is tiny instead of scaling them by rho.
         R = [Function(V) for _ in unknowns]
         P = [Function(V) for _ in self._phis]
-        lam = Function(spaces[-1]) if self.fixed_end else None
-        self.lagrangian = self._lagrangian(R, P, lam, terminal)
+        self.lagrangian = self._lagrangian(R, P, terminal)
         tests = TestFunctions(self.W)
         t_rho, t_phi = tests[:self.n_rho], tests[self.n_rho:self.n_rho + self.N]
         t_dual = tests[self.n_rho + self.N:self.n_rho + self.N + self.n_dual]
         F = sum(derivative(self.lagrangian, c, v) for c, v in zip(R + P, t_rho + t_phi))
-        if self.fixed_end:
-            F += derivative(self.lagrangian, lam, tests[-1])
         # Dual rows: stationarity gains -z_i; complementarity rho_i z_i = mu*ds*w.
         dxv = self._dx_barrier
         mu_ds = self.mu * self.mu_scale / self.N
@@ -210,18 +203,29 @@ class BenamouBrenier(SolverStats):
             F += -z * v * dxv + (r * z - mu_ds * self.barrier_weight) * q * dxv
         subs = dict(zip(R, self._rhos[1:1 + self.n_rho]))
         subs.update(zip(P, self._phis))
-        if self.fixed_end:
-            subs[lam] = parts[-1]
         self.lagrangian = ufl.replace(self.lagrangian, subs)
         F = ufl.replace(F, subs)
         problem = NonlinearVariationalProblem(F, self.w, J=derivative(F, self.w))
+        nullspace = None
+        if self.fixed_end:
+            # With both ends prescribed the potentials are defined up to one common
+            # constant: that vector spans the Jacobian's null space.
+            shift = Function(self.W)
+            for p in shift.subfunctions[self.n_rho:self.n_rho + self.N]:
+                p.assign(1.0)
+            nullspace = VectorSpaceBasis([shift])
+            nullspace.orthonormalize()
         # Density unknowns: the pre-check sets the whole step itself (basic line search).
         # Log unknowns: minimise ||F||^2 along the Newton direction (l2 line search).
+        # With both ends fixed the Jacobian is singular (a constant potential shift):
+        # GMRES preconditioned by a null-pivot-tolerant LU, with the null space removed.
         params = preset("direct", snes_linesearch_type="basic" if variable == "density"
                         else "l2") if solver_parameters is None else solver_parameters
+        if solver_parameters is None and self.fixed_end:
+            params.update(ksp_type="gmres", ksp_rtol=1e-12, ksp_atol=1e-14)
         self.solver = NonlinearVariationalSolver(problem, solver_parameters=params,
                                                  options_prefix=options_prefix,
-                                                 appctx=appctx)
+                                                 appctx=appctx, nullspace=nullspace)
         self.options_prefix = options_prefix
         self._rho_local_indices = self._field_indices(range(self.n_rho))
         first_dual = self.n_rho + self.N
@@ -231,11 +235,12 @@ class BenamouBrenier(SolverStats):
             self._fraction_to_boundary if variable == "density" else self._limit_log_step)
         self.last_step_fraction = 1.0
         self.max_log_step = 10.0
+        self.continuation_path = []
         self.clipped_updates = 0
         self._init_stats()
 
     # ---------------------------------------------------------- internals
-    def _lagrangian(self, R, P, lam, terminal) -> ufl.Form:
+    def _lagrangian(self, R, P, terminal) -> ufl.Form:
         """The discrete Lagrangian in terms of unknown densities R and potentials P."""
         geometry, ds = self.geometry, 1.0 / self.N
         rhos = [self._rhos[0], *R] + ([self._rhos[-1]] if self.fixed_end else [])
@@ -246,8 +251,6 @@ class BenamouBrenier(SolverStats):
             L -= 0.5 * ds * rho_mid * geometry.grad_norm2(P[i - 1]) * self.dx
         if not self.fixed_end:
             L += terminal(rhos[-1])
-        if self.fixed_end:
-            L += lam * P[0] * self.dx
         return L
 
     def _mean(self, a, b):
@@ -379,6 +382,71 @@ class BenamouBrenier(SolverStats):
         else:
             f.assign(u)
         return f
+
+    # ------------------------------------------------------ continuation
+    def _extrapolate(self, ratio: float):
+        """Scale the current transport by ``ratio``: potentials linearly, densities
+        geometrically about the start density (so they stay positive)."""
+        us, phis = self.unknown_slices()
+        for p in phis:
+            p.assign(ratio * p)
+        for u in us:
+            if self.variable == "log":
+                u.assign(self.start + ratio * (u - self.start))
+            else:
+                u.interpolate(ufl.exp((1 - ratio) * ufl.ln(self.start) + ratio * ufl.ln(u)))
+
+    def solve_with_continuation(self, what: str, set_parameter, target: float,
+                                trivial_guess) -> TransportResult:
+        """Solve at ``set_parameter(target)`` from the current state; if Newton fails,
+        globalise by continuation in the parameter.
+
+        The parameter (the step size for a JKO step, a homotopy of the end density
+        for a geodesic) scales the transport: at small values the problem is close
+        to the identity.  Starting from ``trivial_guess()`` at ``target/4``, each
+        solve starts from the previous one extrapolated linearly in the parameter;
+        a failed increment is halved.
+
+        Raises
+        ------
+        SolverDivergedError
+            With the path taken and the first and last failures' histories.
+        """
+        set_parameter(target)
+        saved = self.w.copy(deepcopy=True)
+        try:
+            return self.run(what)
+        except SolverDivergedError as err:
+            first_error = err
+        self.w.assign(saved)
+        reached, good, previous = 0.0, None, 0.0
+        trial = target / 4
+        snes_total, ksp_total, levels, path = 0, 0, [], []
+        while reached < target:
+            set_parameter(trial)
+            if good is None:
+                trivial_guess()
+            else:
+                self.w.assign(good)
+                self._extrapolate(trial / reached)
+            try:
+                its, lits, lev = self.solve_levels(f"{what}, continuation at {trial:.4g}")
+            except SolverDivergedError as err:
+                path.append((trial, "failed"))
+                if trial - reached < target / 64:
+                    set_parameter(target)
+                    raise SolverDivergedError(
+                        f"{what}: Newton failed, and so did continuation (path: {path})."
+                        f"\nFirst failure:\n{first_error}\nLast failure:\n{err}",
+                        history=err.history, reason=err.reason) from None
+                trial = reached + 0.5 * (trial - reached)
+                continue
+            snes_total, ksp_total, levels = snes_total + its, ksp_total + lits, levels + lev
+            path.append((trial, its))
+            previous, reached, good = reached, trial, self.w.copy(deepcopy=True)
+            trial = min(target, reached + 2 * (reached - previous))
+        self.continuation_path = path
+        return self.result(snes_total, ksp_total, levels)
 
     def solve_levels(self, what: str) -> tuple[int, int, list]:
         """Solve from the current state over the barrier levels (one level for log).

@@ -16,8 +16,15 @@ Everything the solvers need is *derived* with UFL, not coded per energy:
 * the first variation of :math:`I_J` as a weak form, ``derivative(I_J, rho, v)``,
   whose strong form is :math:`|\nabla g|^2 - 2U''(\rho)\operatorname{div}(\rho\nabla g)`.
 
+* the Wasserstein flux :math:`\rho\nabla_g g = P'(\rho)\nabla_g\rho + \rho\nabla_g V`
+  (:meth:`Energy.flux`, also in log-density variables) and the strong form of
+  :math:`\delta I_J/\delta\rho` (:meth:`Energy.curvature_variation_strong`).
+
 Built-ins: :func:`entropy`, :func:`kl` (Fokker--Planck), :func:`porous_medium`,
-:func:`potential_energy`.
+:func:`potential_energy`; any other :math:`U` (a callable on UFL expressions) and
+:math:`V` (UFL) through :class:`Energy`.  The tests compare every built-in with the
+hand-derived formulas.  Interaction energies :math:`\tfrac12\iint W\rho\rho` (optional
+in the design) are not implemented.
 """
 from __future__ import annotations
 
@@ -97,15 +104,33 @@ class Energy:
         return rho * du - u
 
     def diffusivity(self, rho):
-        r""":math:`P'(\rho) = \rho U''(\rho)` (1 for entropies, :math:`m\rho^{m-1}` for PME)."""
+        r""":math:`P'(\rho) = \rho U''(\rho)` (1 for entropies, :math:`m\rho^{m-1}` for PME).
+
+        For an ``entropic`` energy (declared :math:`U'' = 1/r`) this is the constant 1,
+        which avoids the round-off :math:`0\cdot\infty` of :math:`\rho\cdot(1/\rho)`
+        where a log-density underflows.
+        """
+        if self.entropic:
+            return ufl.as_ufl(1.0)
         return rho * self.second_derivative(rho)
 
-    def flux(self, rho):
+    def flux(self, rho, log_rho=None):
         r"""The Wasserstein flux :math:`\rho\nabla_g(\delta J/\delta\rho)`, written as
         :math:`P'(\rho)\nabla_g\rho + \rho\nabla_g V` so it stays finite where
-        :math:`\rho = 0` (porous medium)."""
+        :math:`\rho = 0` (porous medium).
+
+        Parameters
+        ----------
+        rho
+            The density (UFL expression).
+        log_rho
+            Optionally :math:`l = \log\rho` (then :math:`\rho = e^l` is assumed and
+            :math:`\nabla_g\rho = \rho\nabla_g l` is used, which is exact and avoids
+            differentiating :math:`e^l`).
+        """
         geom = self.geometry
-        f = self.diffusivity(rho) * geom.grad(rho) if self.U is not None else 0
+        grad_rho = geom.grad(rho) if log_rho is None else rho * geom.grad(log_rho)
+        f = self.diffusivity(rho) * grad_rho if self.U is not None else ufl.zero(grad_rho.ufl_shape)
         if self.V is not None:
             f = f + rho * geom.grad(self.V)
         return f
@@ -134,6 +159,20 @@ class Energy:
         """
         v = v if v is not None else TestFunction(rho.function_space())
         return derivative(self.curvature_form(rho), rho, v)
+
+    def curvature_variation_strong(self, rho):
+        r"""Strong form of :math:`\delta I_J/\delta\rho`,
+        :math:`|\nabla_g g|_g^2 - 2U''(\rho)\operatorname{div}_g(\rho\nabla_g g)` with
+        :math:`g = \delta J/\delta\rho`.
+
+        Needs a twice-differentiable ``rho`` (a UFL expression of the coordinates or a
+        high-degree Function: the divergence is taken cellwise).  On a domain with
+        boundary it equals the weak :meth:`curvature_variation` only when the flux
+        :math:`\rho\nabla_g g` has zero normal component there.
+        """
+        geom = self.geometry
+        g = self.first_variation(rho)
+        return geom.grad_norm2(g) - 2 * self.second_derivative(rho) * geom.div(rho * geom.grad(g))
 
     def modified_form(self, rho, eta) -> ufl.Form:
         r"""The modified energy :math:`J^\eta = J - (\eta/4) I_J` of Halmos & Hanin."""

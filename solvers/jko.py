@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from firedrake import Constant, Function, assemble, interpolate
 
+import numpy as np
 import ufl
 
 from .benamou_brenier import BenamouBrenier, TransportResult
-from .common import SolverDivergedError, check_density, check_positive
+from .common import check_density, check_positive
 
 __all__ = ["JKOStep", "W2Geodesic", "wasserstein_distance"]
 
@@ -138,61 +139,99 @@ class JKOStep(BenamouBrenier):
             self.initial_guess(phi=self._previous_phi)
         else:
             self.initial_guess(phi=self._guess_potential())
-        saved = self.w.copy(deepcopy=True)
-        try:
-            result = self.run(what)
-        except SolverDivergedError as err:
-            self.w.assign(saved)
-            result = self._continuation(what, err)
+        target = float(self.eta)
+
+        def set_eta(value):
+            self.eta.assign(value)
+            self._eta_sq.assign(value ** 2)
+
+        def trivial_guess():
+            self.initial_guess(phi=self._guess_potential())
+
+        result = self.solve_with_continuation(what, set_eta, target, trivial_guess)
         self._previous_phi = result.phi.copy(deepcopy=True)
         return result
 
-    # ------------------------------------------------------ continuation
-    def _extrapolate(self, ratio: float):
-        """Scale the current transport (at some eta) to eta * ratio: potentials
-        linearly, densities geometrically about rho_k (so they stay positive)."""
-        us, phis = self.unknown_slices()
-        for p in phis:
-            p.assign(ratio * p)
-        for u in us:
-            if self.variable == "log":
-                u.assign(self.start + ratio * (u - self.start))
-            else:
-                u.interpolate(ufl.exp((1 - ratio) * ufl.ln(self.start) + ratio * ufl.ln(u)))
 
-    def _continuation(self, what: str, first_error: SolverDivergedError) -> TransportResult:
-        """Globalisation by continuation in eta: from eta/4 (or less) up to eta,
-        each solve starting from the previous one extrapolated linearly in eta."""
-        target = float(self.eta)
-        reached, good = 0.0, None
-        trial = target / 4
-        snes_total, ksp_total, levels, path = 0, 0, [], []
-        while reached < target:
-            if good is None:
-                self.eta.assign(trial)
-                self.initial_guess(phi=self._guess_potential())
+class W2Geodesic(BenamouBrenier):
+    r"""The :math:`W_2` geodesic between two densities of equal mass, with N slices.
+
+    The intermediate densities :math:`\rho_1..\rho_{N-1}` and the potentials are the
+    unknowns; :meth:`solve` returns a :class:`TransportResult` whose ``cost`` is
+    :math:`W_2^2(\rho_0, \rho_N)` and whose ``slices`` are the displacement
+    interpolation at :math:`s = i/N`.  The potential is fixed up to a constant by
+    a Lagrange multiplier (mean of :math:`\phi_1` zero).
+    """
+
+    def __init__(self, geometry, N: int = 8, *, degree: int = 1, variable: str = "log",
+                 barrier: dict | None = None, quadrature_degree: int | None = None,
+                 solver_parameters: dict | None = None, options_prefix: str = "geodesic",
+                 appctx: dict | None = None):
+        super().__init__(geometry, N, terminal=None, degree=degree, variable=variable,
+                         barrier=barrier, quadrature_degree=quadrature_degree,
+                         solver_parameters=solver_parameters, options_prefix=options_prefix,
+                         appctx=appctx)
+
+    def solve(self, rho0: Function | None = None, rho1: Function | None = None, *,
+              log_rho0: Function | None = None,
+              log_rho1: Function | None = None) -> TransportResult:
+        """Geodesic from ``rho0`` to ``rho1`` (strictly positive, equal mass).
+
+        Masses must agree to 1%; the end density is rescaled to the start's mass
+        (representation differences, e.g. of :math:`e^{P_1}`, are that small).
+
+        Log-densities may be given instead (``log_rho0``, ``log_rho1``) with the log
+        representation.
+        """
+        for ends, rho, log_rho, what in ((self.start, rho0, log_rho0, "start density"),
+                                         (self.end, rho1, log_rho1, "end density")):
+            if log_rho is not None and self.variable == "log":
+                self.geometry.check_function(log_rho, what)
+                ends.interpolate(log_rho)
+            elif rho is not None:
+                check_density(self.geometry, rho, strictly_positive=True, what=what)
+                ends.interpolate(self.represent(rho))
             else:
-                self.w.assign(good)
-                self._extrapolate(trial / reached)
-            self.eta.assign(trial)
-            self._eta_sq.assign(trial ** 2)
-            try:
-                its, lits, lev = self.solve_levels(f"{what}, continuation at eta = {trial:.4g}")
-            except SolverDivergedError as err:
-                path.append((trial, "failed"))
-                if trial - reached < target / 64:
-                    self.eta.assign(target)
-                    self._eta_sq.assign(target ** 2)
-                    raise SolverDivergedError(
-                        f"{what}: Newton failed, and so did continuation in eta "
-                        f"(path: {path}).\nFirst failure:\n{first_error}\nLast failure:\n{err}",
-                        history=err.history, reason=err.reason) from None
-                trial = reached + 0.5 * (trial - reached)
-                continue
-            snes_total, ksp_total, levels = snes_total + its, ksp_total + lits, levels + lev
-            path.append((trial, its))
-            reached, good = trial, self.w.copy(deepcopy=True)
-            trial = min(target, reached + 2 * (reached - (path[-2][0] if len(path) > 1 and
-                                                           path[-2][1] != "failed" else 0.0)))
-        self.continuation_path = path
-        return self.result(snes_total, ksp_total, levels)
+                raise ValueError(f"give the {what} (or its logarithm with variable='log')")
+        m0, m1 = self.mass(self.start), self.mass(self.end)
+        if abs(m0 - m1) > 1e-2 * max(m0, m1):
+            raise ValueError(f"a W2 geodesic needs densities of equal mass, got {m0:.12g} "
+                             f"and {m1:.12g}")
+        # Differences from the discrete representation (e.g. exp of a P1 log-density)
+        # are removed by rescaling the end density to the start's mass.
+        if self.variable == "log":
+            self.end.assign(self.end + float(np.log(m0 / m1)))
+        else:
+            self.end.assign(self.end * (m0 / m1))
+        # Linear interpolation between the ends (of the log-densities, for "log").
+        # Homotopy parameter tau in (0, 1]: the end density is the geometric
+        # interpolation rho0^(1-tau) rho1^tau (renormalised), so tau -> 0 is trivial.
+        target_end = Function(self.V).interpolate(self.represent_end_log())
+        log0 = Function(self.V).interpolate(self.represent_start_log())
+
+        def set_tau(tau):
+            end_log = Function(self.V).interpolate((1 - tau) * log0 + tau * target_end)
+            shift = float(np.log(self.mass(self.start)
+                                 / float(assemble(ufl.exp(end_log) * self.dx))))
+            end_log.assign(end_log + shift)
+            self.end.interpolate(end_log if self.variable == "log" else ufl.exp(end_log))
+
+        def trivial_guess():
+            guesses = [Function(self.V).interpolate(((self.N - i) * self.start + i * self.end)
+                                                    / self.N) for i in range(1, self.N)]
+            self.initial_guess(slices=guesses, phi=0.0)
+
+        return self.solve_with_continuation(f"W2 geodesic (N = {self.N})", set_tau, 1.0,
+                                            trivial_guess)
+
+    def represent_start_log(self):
+        return self.start if self.variable == "log" else ufl.ln(self.start)
+
+    def represent_end_log(self):
+        return self.end if self.variable == "log" else ufl.ln(self.end)
+
+
+def wasserstein_distance(rho0: Function, rho1: Function, geometry, N: int = 8,
+                         **kwargs) -> float:
+    """:math:`W_2(\\rho_0, \\rho_1)` by the dynamic formulation (convenience wrapper)."""
+    return W2Geodesic(geometry, N, **kwargs).solve(rho0, rho1).cost ** 0.5

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable
 
-from firedrake import CheckpointFile, Function, VTKFile
+from firedrake import CheckpointFile, Function, VTKFile, assemble
 from firedrake.petsc import PETSc
 
 from .common import check_int, check_positive, global_min
@@ -32,7 +32,10 @@ class JKOScheme:
     energy
         The energy :math:`J`.
     rho0
-        Initial density (strictly positive for entropic energies).
+        Initial density (strictly positive for entropic energies), or ``None`` when
+        ``log_rho0`` is given.
+    log_rho0
+        Initial log-density (log representation; exact for Gaussians with P2).
     eta
         Default step size.
     N, degree, barrier, solver_parameters, options_prefix, appctx
@@ -47,8 +50,9 @@ class JKOScheme:
         Index and time of ``rho0`` (non-zero when resuming).
     """
 
-    def __init__(self, energy, rho0: Function, eta: float, N: int = 4, *, degree: int = 1,
-                 barrier: dict | None = None, solver_parameters: dict | None = None,
+    def __init__(self, energy, rho0: Function | None, eta: float, N: int = 4, *,
+                 log_rho0: Function | None = None, degree: int = 1,
+                 variable: str | None = None, barrier: dict | None = None, solver_parameters: dict | None = None,
                  options_prefix: str = "jko", appctx: dict | None = None,
                  observers: Iterable[Callable] = (), vtk: str | None = None,
                  checkpoint: str | None = None, k0: int = 0, t0: float = 0.0,
@@ -56,12 +60,22 @@ class JKOScheme:
         self.energy = energy
         self.geometry = energy.geometry
         self.eta = check_positive("eta (the JKO step size)", eta)
-        self.jko = JKOStep(energy, self.eta, N, degree=degree, barrier=barrier,
+        self.jko = JKOStep(energy, self.eta, N, degree=degree, variable=variable,
+                           barrier=barrier,
                            solver_parameters=solver_parameters, options_prefix=options_prefix,
                            appctx=appctx)
+        # The exact state is kept in the solver's representation (log-density for
+        # entropic energies), so that chained steps conserve mass to round-off;
+        # ``rho`` is its nodal density for output.
+        self.state = Function(self.jko.V, name="state")
+        if rho0 is not None:
+            self.jko.set_start(rho0)
+        else:
+            self.jko.set_start(log_rho_k=log_rho0)
+        self.state.assign(self.jko.start)
         self.rho = Function(self.jko.V, name="rho")
-        self.rho.interpolate(rho0)
         self.phi = Function(self.jko.V, name="phi")
+        self._update_rho()
         self.k = check_int("k0", k0, 0)
         self.t = float(t0)
         self.observers = list(observers)
@@ -73,14 +87,29 @@ class JKOScheme:
         if checkpoint and not (k0 > 0 and os.path.exists(checkpoint)):
             with CheckpointFile(checkpoint, "w", comm=self.geometry.comm) as f:
                 f.save_mesh(self.geometry.mesh)
-                f.save_function(self.rho, idx=self.k,
-                                timestepping_info={"time": self.t, "eta": self.eta})
+            self._save_checkpoint(self.eta)
         if self._vtk:
             self._vtk.write(self.rho, self.phi, time=self.t)
 
+    def _update_rho(self):
+        self.rho.interpolate(self.jko.density(self.state))
+
+    def _save_checkpoint(self, eta):
+        with CheckpointFile(self._checkpoint_path, "a", comm=self.geometry.comm) as f:
+            f.save_function(self.state, idx=self.k,
+                            timestepping_info={"time": self.t, "eta": eta})
+
+    def energy_value(self) -> float:
+        """:math:`J(\\rho_k)`, with the step solver's quadrature."""
+        return float(assemble(self.energy.integrand(self.jko.density(self.state)) * self.jko.dx))
+
+    def mass(self) -> float:
+        """:math:`\\int\\rho_k` with the step solver's quadrature (conserved exactly)."""
+        return self.jko.mass(self.state)
+
     def _record(self, result):
-        entry = {"k": self.k, "t": self.t, "energy": self.energy.value(self.rho),
-                 "mass": self.geometry.mass(self.rho), "min_rho": global_min(self.rho)}
+        entry = {"k": self.k, "t": self.t, "energy": self.energy_value(),
+                 "mass": self.mass(), "min_rho": global_min(self.rho)}
         if result is not None:
             entry.update(eta=float(self.jko.eta), cost=result.cost,
                          snes_iterations=result.snes_iterations,
@@ -92,8 +121,13 @@ class JKOScheme:
     def step(self, eta: float | None = None):
         """One JKO step (of size ``eta`` or the default); returns the step's result."""
         eta = self.eta if eta is None else check_positive("eta (the JKO step size)", eta)
-        result = self.jko.solve(self.rho, eta, label=f"JKO step {self.k + 1}")
-        self.rho.assign(result.rho)
+        if self.jko.variable == "log":
+            result = self.jko.solve(eta=eta, log_rho_k=self.state, label=f"JKO step {self.k + 1}")
+            self.state.assign(result.log_rho)
+        else:
+            result = self.jko.solve(self.state, eta, label=f"JKO step {self.k + 1}")
+            self.state.assign(result.rho)
+        self._update_rho()
         self.phi.assign(result.phi)
         self.k += 1
         self.t += eta
@@ -107,9 +141,7 @@ class JKOScheme:
         if self._vtk:
             self._vtk.write(self.rho, self.phi, time=self.t)
         if self._checkpoint_path:
-            with CheckpointFile(self._checkpoint_path, "a", comm=self.geometry.comm) as f:
-                f.save_function(self.rho, idx=self.k,
-                                timestepping_info={"time": self.t, "eta": eta})
+            self._save_checkpoint(eta)
         return result
 
     def run(self, steps: int):
@@ -135,15 +167,16 @@ def load_checkpoint(path: str, comm=None):
     Returns
     -------
     tuple
-        ``(mesh, rho, k, t, eta)``: build the geometry on ``mesh`` and pass
-        ``rho, k0=k, t0=t`` (and the same ``checkpoint=path``) to a new scheme.
+        ``(mesh, state, k, t, eta)``: build the geometry on ``mesh`` and pass
+        ``log_rho0=state`` (log representation) or ``rho0=state``, with ``k0=k, t0=t``
+        and the same ``checkpoint=path``, to a new scheme.
     """
     from firedrake import COMM_WORLD
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     with CheckpointFile(path, "r", comm=comm or COMM_WORLD) as f:
         mesh = f.load_mesh()
-        info = f.get_timestepping_history(mesh, "rho")
+        info = f.get_timestepping_history(mesh, "state")
         k = int(info["index"][-1])
-        rho = f.load_function(mesh, "rho", idx=k)
-    return mesh, rho, k, float(info["time"][-1]), float(info["eta"][-1])
+        state = f.load_function(mesh, "state", idx=k)
+    return mesh, state, k, float(info["time"][-1]), float(info["eta"][-1])

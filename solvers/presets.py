@@ -12,8 +12,10 @@ import copy
 
 __all__ = ["PRESETS", "preset"]
 
+# MUMPS LU; ICNTL(24) detects null pivots, so singular systems with a known null
+# space (e.g. potentials defined up to a constant) factor too.
 _lu = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
-       "mat_mumps_icntl_14": 200}
+       "mat_mumps_icntl_14": 200, "mat_mumps_icntl_24": 1}
 
 PRESETS: dict[str, dict] = {
     # Newton with a backtracking line search and a MUMPS LU solve: the robust default.

@@ -6,7 +6,10 @@ icosahedral subdivisions of the unit sphere mapped to
 
 * an ellipsoid with semi-axes (1.5, 1.0, 0.75);
 * a "bumpy sphere" r(x) = 1 + 0.15 * 3 sqrt(3) x1 x2 x3 (a smooth bump with
-  tetrahedral symmetry; the radius stays between 0.85 and 1.15).
+  tetrahedral symmetry; the radius stays between 0.85 and 1.15);
+
+and the planar ``annulus.msh`` (z = 0): the annulus 0.5 < |x| < 1 as a polar grid of
+64 x 8 quadrilaterals, each cut into two triangles (area 3 pi / 4 in the limit).
 """
 import os
 
@@ -40,6 +43,19 @@ def icosphere(levels: int):
     return np.array(verts), np.array(faces)
 
 
+def annulus(n_theta: int, n_r: int, r_in: float = 0.5, r_out: float = 1.0):
+    theta = 2 * np.pi * np.arange(n_theta) / n_theta
+    radii = np.linspace(r_in, r_out, n_r + 1)
+    pts = np.array([(r * np.cos(t), r * np.sin(t), 0.0) for r in radii for t in theta])
+    tri = []
+    for j in range(n_r):
+        for i in range(n_theta):
+            a, b = j * n_theta + i, j * n_theta + (i + 1) % n_theta
+            c, d = a + n_theta, b + n_theta
+            tri += [(a, b, d), (a, d, c)]
+    return pts, np.array(tri)
+
+
 def write_msh(path, points, triangles):
     with open(path, "w") as fh:
         fh.write("$MeshFormat\n2.2 0 8\n$EndMeshFormat\n$Nodes\n%d\n" % len(points))
@@ -57,3 +73,4 @@ if __name__ == "__main__":
     write_msh(os.path.join(here, "ellipsoid.msh"), x * np.array([1.5, 1.0, 0.75]), tri)
     r = 1.0 + 0.15 * 3 * np.sqrt(3) * x[:, 0] * x[:, 1] * x[:, 2]
     write_msh(os.path.join(here, "bumpy_sphere.msh"), x * r[:, None], tri)
+    write_msh(os.path.join(here, "annulus.msh"), *annulus(64, 8))

@@ -1,0 +1,299 @@
+"""The JKO step solver against exact solutions (MATH.md §2, §5).
+
+* the exact 1D Gaussian JKO recursion for KL to N(0, 1): errors at k = 1, 2, 5, 10,
+  order 2 in the number of transport-time slices N and in h;
+* a 2D Gaussian with diagonal covariance;
+* W2 geodesics: McCann's interpolant between Gaussians, |v|^2 for a translation;
+* surfaces and charts: heat flow on the sphere (JKO -> exact at first order in eta),
+  mass / positivity / energy decay and W2^2 ~ eta^2 I_J on a torus and a chart;
+* checkpoint/restart, bad input, a diverging solve, and 2 ranks = serial.
+"""
+import numpy as np
+import pytest
+import ufl
+from firedrake import COMM_SELF, COMM_WORLD, Function, FunctionSpace, assemble
+from firedrake.petsc import PETSc
+
+from conftest import rates
+from jkoflow.meshes import interval, poincare_disk, rectangle, sphere, torus
+from jkoflow.solvers import (JKOScheme, JKOStep, SolverDivergedError, W2Geodesic, entropy, kl,
+                             load_checkpoint, preset)
+
+A, ETA, M0, S0 = 1.0, 0.1, 2.0, 0.25       # V = a x^2/2, step, initial mean, variance
+
+
+def exact_gaussian_jko(k, eta=ETA, m=M0, s2=S0, a=A):
+    """Closed-form JKO recursion for Gaussians (MATH.md §5): mean, variance after k steps."""
+    s = s2 ** 0.5
+    for _ in range(k):
+        m = m / (1 + a * eta)
+        s = (s + (s * s + 4 * eta * (1 + a * eta)) ** 0.5) / (2 * (1 + a * eta))
+    return m, s * s
+
+
+def gaussian_log_density(x, m, s2):
+    return -(x - m) ** 2 / (2 * s2) - 0.5 * ufl.ln(2 * ufl.pi * s2)
+
+
+def moments(scheme, x):
+    rho = scheme.jko.density(scheme.state)
+    m = float(assemble(x * rho * scheme.jko.dx))
+    return m, float(assemble((x - m) ** 2 * rho * scheme.jko.dx))
+
+
+def gaussian_scheme_1d(n=110, N=4, degree=2, **kwargs):
+    """KL to N(0,1) on [-5, 6] from N(2, 0.25): >= 6 std inside over 10 steps."""
+    geom = interval(n, -5.0, 6.0)
+    x = geom.x[0]
+    V = FunctionSpace(geom.mesh, "CG", degree)
+    l0 = Function(V).interpolate(gaussian_log_density(x, M0, S0))
+    return JKOScheme(kl(geom, A * x ** 2 / 2), None, ETA, N, log_rho0=l0, degree=degree,
+                     **kwargs), x
+
+
+def test_gaussian_1d_exact_recursion():
+    scheme, x = gaussian_scheme_1d(N=8)
+    errors = {}
+    for k in range(1, 11):
+        scheme.step()
+        if k in (1, 2, 5, 10):
+            m, s2 = moments(scheme, x)
+            me, s2e = exact_gaussian_jko(k)
+            errors[k] = (abs(m - me), abs(s2 - s2e))
+    # P2 log-densities represent Gaussians exactly: what is left is the O(eta^3/N^2)
+    # per-step slice error; with N = 8 it stays far below the O(eta^2) implicit bias.
+    for k, (em, es) in errors.items():
+        assert em < 3e-4 and es < 4e-4, (k, em, es)
+    hist = scheme.history
+    masses = np.array([h["mass"] for h in hist])
+    assert np.max(np.abs(masses - masses[0])) < 1e-13
+    energies = np.array([h["energy"] for h in hist])
+    assert np.all(np.diff(energies) < 0)
+    assert min(h["min_rho"] for h in hist) > 0
+    # warm-started steps need few Newton iterations
+    assert max(h["snes_iterations"] for h in hist[2:]) <= 40
+
+
+def one_step_moments(N, n=110, degree=2):
+    scheme, x = gaussian_scheme_1d(n=n, N=N, degree=degree)
+    scheme.step()
+    return moments(scheme, x), scheme.history[-1]
+
+
+def test_gaussian_slice_convergence():
+    """Errors of one step against the exact JKO step fall like 1/N^2 (or faster)."""
+    me, s2e = exact_gaussian_jko(1)
+    errs = []
+    for N in (2, 4, 8):
+        (m, s2), _ = one_step_moments(N)
+        errs.append(abs(m - me) + abs(s2 - s2e))
+    r = rates(errs)
+    assert np.all(r > 1.8), (errs, r)
+
+
+def test_gaussian_mesh_convergence():
+    """P1 log-densities: one step converges at order 2 in h towards the P2 solution
+    with the same N (the slice error is common to both and cancels)."""
+    (m_ref, s2_ref), _ = one_step_moments(4, n=110, degree=2)
+    errs = []
+    for n in (22, 44, 88):
+        (m, s2), _ = one_step_moments(4, n=n, degree=1)
+        errs.append(abs(m - m_ref) + abs(s2 - s2_ref))
+    r = rates(errs)
+    assert np.all(r > 1.7), (errs, r)
+
+
+def test_gaussian_2d_diagonal_covariance():
+    """Two steps of KL to N(0, I) from N((1, 0), diag(0.25, 0.16)) decouple per axis."""
+    geom = rectangle(15, 12, -3.5, 4.0, -3.0, 3.0)
+    x, y = geom.x
+    V = FunctionSpace(geom.mesh, "CG", 2)
+    l0 = Function(V).interpolate(gaussian_log_density(x, 1.0, 0.25)
+                                 + gaussian_log_density(y, 0.0, 0.16))
+    scheme = JKOScheme(kl(geom, (x ** 2 + y ** 2) / 2), None, ETA, 4, log_rho0=l0, degree=2)
+    scheme.run(2)
+    rho = scheme.jko.density(scheme.state)
+    mx = float(assemble(x * rho * scheme.jko.dx))
+    sx = float(assemble((x - mx) ** 2 * rho * scheme.jko.dx))
+    sy = float(assemble(y ** 2 * rho * scheme.jko.dx))
+    mxe, sxe = exact_gaussian_jko(2, m=1.0, s2=0.25)
+    _, sye = exact_gaussian_jko(2, m=0.0, s2=0.16)
+    # P2 log-densities are exact for Gaussians; the N = 4 slice error is ~1e-3.
+    assert abs(mx - mxe) < 2e-3 and abs(sx - sxe) < 2.5e-3 and abs(sy - sye) < 2.5e-3, \
+        (mx - mxe, sx - sxe, sy - sye)
+    assert abs(scheme.history[-1]["mass"] - scheme.history[0]["mass"]) < 1e-12
+
+
+def geodesic_1d(N):
+    """Between N(-0.5, 0.4^2) and N(0.5, 0.5^2) on [-3.5, 3.5] (P2 log-densities)."""
+    geom = interval(100, -3.5, 3.5)
+    x = geom.x[0]
+    V = FunctionSpace(geom.mesh, "CG", 2)
+    l0 = Function(V).interpolate(gaussian_log_density(x, -0.5, 0.16))
+    l1 = Function(V).interpolate(gaussian_log_density(x, 0.5, 0.25))
+    geo = W2Geodesic(geom, N, degree=2)
+    return geo, geo.solve(log_rho0=l0, log_rho1=l1), x
+
+
+def test_geodesic_mccann_gaussians():
+    """W2^2 = 1 + 0.1^2 and Gaussian slices with linearly interpolated mean and
+    standard deviation (McCann); the cost converges at order 2 in N."""
+    errs = []
+    for N in (4, 8):
+        geo, res, x = geodesic_1d(N)
+        errs.append(abs(res.cost - 1.01))
+    assert rates(errs)[0] > 1.8, errs
+    assert errs[-1] < 1.5e-2
+    for i, rho in enumerate(res.slices[1:-1], start=1):
+        s = i / N
+        m = float(assemble(x * rho * geo.dx))
+        var = float(assemble((x - m) ** 2 * rho * geo.dx))
+        assert abs(m - (s - 0.5)) < 1e-2, (i, m)
+        assert abs(var - (0.4 + 0.1 * s) ** 2) < 1e-2, (i, var)
+    masses = [float(assemble(r * geo.dx)) for r in res.slices]
+    assert max(masses) - min(masses) < 1e-3   # nodal interpolants of exp(l): O(h^3)
+
+
+def test_geodesic_translation_2d():
+    """Translating a bump by v costs |v|^2."""
+    geom = rectangle(28, 28, -2.0, 2.0, -2.0, 2.0)
+    x, y = geom.x
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    v = (0.5, 0.3)
+    l0 = Function(V).interpolate(gaussian_log_density(x + v[0] / 2, 0, 0.09)
+                                 + gaussian_log_density(y + v[1] / 2, 0, 0.09))
+    l1 = Function(V).interpolate(gaussian_log_density(x - v[0] / 2, 0, 0.09)
+                                 + gaussian_log_density(y - v[1] / 2, 0, 0.09))
+    res = W2Geodesic(geom, 4).solve(log_rho0=l0, log_rho1=l1)
+    assert abs(res.cost - (v[0] ** 2 + v[1] ** 2)) < 0.05 * 0.34, res.cost
+
+
+def sphere_heat_error(eta, T=0.4, eps=0.5):
+    """JKO for the entropy on the unit sphere vs the exact heat flow (x3 mode ~ e^{-2t})."""
+    geom = sphere(2, degree=1)
+    x3 = geom.x[2]
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    rho0 = Function(V).interpolate((1 + eps * x3) / (4 * np.pi))
+    scheme = JKOScheme(entropy(geom), rho0, eta, 2)
+    scheme.advance_to(T)
+    rho = scheme.jko.density(scheme.state)
+    x3h = Function(V).interpolate(x3)
+    amp = float(assemble(rho * x3h * scheme.jko.dx)) / float(assemble(x3h ** 2 * scheme.jko.dx))
+    # The semi-discrete decay rate of the mode (Rayleigh quotient of its P1
+    # interpolant, 2 + O(h^2)) removes the spatial error, leaving the O(eta) one.
+    lam_h = float(assemble(geom.grad_norm2(x3h) * scheme.jko.dx)) \
+        / float(assemble(x3h ** 2 * scheme.jko.dx))
+    return abs(amp - eps * np.exp(-lam_h * T) / (4 * np.pi)), scheme
+
+
+def test_sphere_heat_flow_first_order_in_eta():
+    errs = []
+    for eta in (0.2, 0.1, 0.05):
+        e, scheme = sphere_heat_error(eta)
+        errs.append(e)
+        h = scheme.history
+        # each step conserves mass up to the Newton tolerance (snes_atol = 1e-12)
+        assert max(abs(x["mass"] - h[0]["mass"]) for x in h) < 1e-11
+        assert np.all(np.diff([x["energy"] for x in h]) < 0)
+    r = rates(errs)
+    assert np.all((r > 0.8) & (r < 1.3)), (errs, r)
+
+
+@pytest.mark.parametrize("make", [lambda: torus(16, 8), lambda: poincare_disk(2, 0.6)],
+                         ids=["torus", "poincare_disk"])
+def test_step_on_surface_and_chart(make):
+    """Mass, positivity, energy decay, and W2^2(rho_k, rho_k+1) ~ eta^2 I_J(rho_k)."""
+    geom = make()
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    x = geom.x
+    rho0 = Function(V).interpolate(1.0 + 0.4 * ufl.sin(2 * x[0]) * ufl.cos(x[1]))
+    geom.normalise(rho0)
+    energy = kl(geom, 0.5 * x[0])
+    eta = 0.02
+    step = JKOStep(energy, eta, 2)
+    res = step.solve(rho0)
+    m0 = step.mass(step.start)     # mass of exp(log rho0), the solver's representation
+    assert abs(res.mass - m0) < 1e-12 * m0
+    assert float(res.rho.dat.data_ro.min(initial=1.0)) > 0
+    J0 = float(assemble(energy.integrand(rho0) * step.dx))
+    J1 = float(assemble(energy.integrand(step.density(res.log_rho)) * step.dx))
+    assert J1 < J0
+    fisher = float(assemble(geom.grad_norm2(energy.first_variation(rho0)) * rho0 * step.dx))
+    assert abs(res.cost / (eta ** 2 * fisher) - 1) < 0.15, (res.cost, eta ** 2 * fisher)
+
+
+def test_checkpoint_restart(tmp_path):
+    path = str(tmp_path / "jko.h5")
+    straight, _ = gaussian_scheme_1d(n=44, N=2, degree=1)
+    straight.run(3)
+    first, _ = gaussian_scheme_1d(n=44, N=2, degree=1, checkpoint=path)
+    first.run(2)
+    del first
+    mesh, state, k, t, eta = load_checkpoint(path)
+    assert (k, eta) == (2, ETA) and abs(t - 2 * ETA) < 1e-14
+    from jkoflow.meshes import Geometry
+    geom = Geometry(mesh, name="interval")
+    x = geom.x[0]
+    resumed = JKOScheme(kl(geom, A * x ** 2 / 2), None, eta, 2, log_rho0=state, k0=k, t0=t,
+                        checkpoint=path)
+    resumed.run(1)
+    assert resumed.k == 3
+    assert abs(resumed.energy_value() - straight.energy_value()) < 1e-10
+
+
+def test_bad_input():
+    geom = interval(10, 0.0, 1.0)
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    energy = entropy(geom)
+    with pytest.raises(ValueError, match="eta"):
+        JKOStep(energy, 0.0)
+    with pytest.raises(ValueError, match="eta"):
+        JKOStep(energy, -1.0)
+    with pytest.raises(ValueError, match="N"):
+        JKOStep(energy, 0.1, 0)
+    with pytest.raises(ValueError, match="variable"):
+        JKOStep(energy, 0.1, 1, variable="sqrt")
+    step = JKOStep(energy, 0.1, 1)
+    with pytest.raises(ValueError, match="strictly positive"):
+        step.solve(Function(V))
+    with pytest.raises(ValueError, match="strictly positive"):
+        step.solve(Function(V).interpolate(geom.x[0] - 0.5))
+    with pytest.raises(ValueError, match="NaN"):
+        step.solve(Function(V).assign(np.nan))
+    other = interval(10, 0.0, 1.0)
+    with pytest.raises(ValueError, match="different mesh"):
+        step.solve(Function(FunctionSpace(other.mesh, "CG", 1)).assign(1.0))
+    with pytest.raises(ValueError, match="eta"):
+        step.solve(Function(V).assign(1.0), eta=0.0)
+
+
+def test_divergence_raises_with_history():
+    geom = interval(40, -3.0, 3.0)
+    x = geom.x[0]
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    rho0 = Function(V).interpolate(ufl.exp(-x ** 2 / 0.5))
+    params = preset("direct", snes_max_it=1, snes_linesearch_type="l2")
+    step = JKOStep(kl(geom, x ** 2 / 2), 0.5, 2, solver_parameters=params)
+    with pytest.raises(SolverDivergedError, match="Residual history") as info:
+        step.solve(rho0)
+    assert "continuation" in str(info.value)
+    assert len(info.value.history) >= 1
+
+
+def sphere_step(comm):
+    geom = sphere(2, degree=1, comm=comm)
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    rho0 = Function(V).interpolate((1 + 0.5 * geom.x[2] * geom.x[0]) / (4 * np.pi))
+    step = JKOStep(kl(geom, geom.x[2]), 0.1, 2)
+    res = step.solve(rho0)
+    return res.cost, float(assemble(step.density(res.log_rho) * geom.x[2] * step.dx)), \
+        res.snes_iterations
+
+
+@pytest.mark.parallel(nprocs=2)
+def test_parallel_matches_serial():
+    par = sphere_step(COMM_WORLD)
+    ser = sphere_step(COMM_SELF)
+    PETSc.Sys.Print(f"parallel {par}, serial {ser}")
+    assert abs(par[0] - ser[0]) < 1e-9 * abs(ser[0])
+    assert abs(par[1] - ser[1]) < 1e-9 * max(abs(ser[1]), 1e-3)
