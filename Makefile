@@ -6,6 +6,8 @@ SHELL := /bin/bash
 ENV := $(shell .ci/bootstrap-env.sh --print-path)
 PY := $(ENV)/bin/python
 NP ?= 2
+# The main demo; the implicit-bias experiment once it exists, else the sphere heat flow.
+DEMO ?= $(firstword $(wildcard demos/implicit_bias.py) demos/heat_sphere.py)
 PYTEST_ARGS ?=
 TESTS ?= tests
 DEMO_ARGS ?=
@@ -43,7 +45,7 @@ install: env
 	    --no-build-isolation -e . >/dev/null
 
 demo: install
-	$(PY) demos/implicit_bias.py $(DEMO_ARGS)
+	$(PY) $(DEMO) $(DEMO_ARGS)
 
 lint: install
 	$(PY) -m flake8 solvers meshes demos tests benchmarks

@@ -1,0 +1,83 @@
+"""JKO step: Newton iterations and time per step versus mesh size and step size.
+
+Two tables, printed as Markdown and written to ``benchmarks/results/jko_step.md``:
+
+1. 1D, KL to N(0, 1) from N(2, 0.25) on [-5, 6] (P1, N = 4 slices): Newton iterations
+   of the first (cold, with continuation when needed) and of the following
+   (warm-started) steps, as h and eta vary.
+2. 2D, KL to N(0, I) from a Gaussian bump on [-3, 3]^2 (P1, N = 4): unknowns, Newton
+   and Krylov iterations and wall time per warm step with the direct (MUMPS) solver.
+
+Run: ``"$(make -s env-path)/bin/python" benchmarks/jko_step.py`` (add ``--quick`` for a
+smaller sweep).  Timings include assembly; kernels are compiled before timing.
+"""
+import argparse
+import os
+import time
+
+import ufl
+from firedrake import COMM_WORLD, Function, FunctionSpace
+from firedrake.petsc import PETSc
+
+from jkoflow.meshes import interval, rectangle
+from jkoflow.solvers import JKOScheme, JKOStep, kl
+
+
+def iterations_1d(n, eta, steps=4, N=4):
+    geom = interval(n, -5.0, 6.0)
+    x = geom.x[0]
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    l0 = Function(V).interpolate(-(x - 2) ** 2 / 0.5 - 0.5 * ufl.ln(2 * ufl.pi * 0.25))
+    scheme = JKOScheme(kl(geom, x ** 2 / 2), None, eta, N, log_rho0=l0)
+    scheme.run(steps)
+    its = [h["snes_iterations"] for h in scheme.history[1:]]
+    return its[0], max(its[1:]), sum(its[1:]) / len(its[1:])
+
+
+def timing_2d(n, N=4, solver_parameters=None):
+    geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0)
+    x, y = geom.x
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5))
+    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, N,
+                   solver_parameters=solver_parameters)
+    res = step.solve(rho0)                      # cold step (compiles the kernels)
+    t0 = time.perf_counter()
+    res2 = step.solve(res.rho)                  # warm step: timed
+    dt = time.perf_counter() - t0
+    return step.W.dim(), res2.snes_iterations, res2.linear_iterations, dt
+
+
+def main(quick: bool):
+    lines = ["# JKO step benchmark", "",
+             f"{COMM_WORLD.size} MPI rank(s); direct solver (MUMPS LU) unless stated.", "",
+             "## Newton iterations per step, 1D Gaussian (P1, N = 4)", "",
+             "| cells | eta | first step | max warm step | mean warm step |",
+             "|---|---|---|---|---|"]
+    ns = (55, 110) if quick else (55, 110, 220, 440)
+    etas = (0.1, 0.05) if quick else (0.2, 0.1, 0.05)
+    for n in ns:
+        for eta in etas:
+            first, worst, mean = iterations_1d(n, eta)
+            lines.append(f"| {n} | {eta} | {first} | {worst} | {mean:.1f} |")
+            PETSc.Sys.Print(lines[-1])
+    lines += ["", "## Time per warm step, 2D Gaussian (P1, N = 4, eta = 0.05)", "",
+              "| cells per side | unknowns | Newton its | Krylov its | time per step (s) |",
+              "|---|---|---|---|---|"]
+    for n in ((16, 32) if quick else (16, 32, 64)):
+        dofs, its, kits, dt = timing_2d(n)
+        lines.append(f"| {n} | {dofs} | {its} | {kits} | {dt:.2f} |")
+        PETSc.Sys.Print(lines[-1])
+    if COMM_WORLD.rank == 0:
+        out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+        os.makedirs(out, exist_ok=True)
+        name = "jko_step_quick.md" if quick else "jko_step.md"
+        with open(os.path.join(out, name), "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sweep")
+    args, _ = parser.parse_known_args()
+    main(args.quick)
