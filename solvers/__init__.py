@@ -7,3 +7,4 @@ from .wgf import *  # noqa: F401,F403
 from .benamou_brenier import BenamouBrenier, TransportResult  # noqa: F401
 from .jko import JKOStep, W2Geodesic, wasserstein_distance  # noqa: F401
 from .jko_scheme import JKOScheme, load_checkpoint  # noqa: F401
+from .jkoflow import *  # noqa: F401,F403
