@@ -84,7 +84,7 @@ from __future__ import annotations
 import math
 
 import ufl
-from firedrake import CheckpointFile, Function, TestFunction, TestFunctions, assemble, split
+from firedrake import Function, TestFunction, TestFunctions, assemble, split
 from irksome import Dt
 
 from .common import check_density, check_positive, global_min, logger
@@ -357,25 +357,11 @@ class JKOFlow(TimeIntegrator):
         return self.stability
 
     def load_checkpoint(self, path: str, idx: int = -1) -> float:
-        """Restore the state, time and step from a :class:`Checkpointer` file.
-
-        (:meth:`TimeIntegrator.load_checkpoint` asks the *mixed* space for its mesh,
-        which Firedrake returns as a ``MeshSequenceGeometry`` that ``CheckpointFile``
-        cannot use; here the geometry's mesh is used.)
-        """
-        mesh = self.geometry.mesh
-        name = self.u.name()
-        with CheckpointFile(path, "r", comm=mesh.comm) as f:
-            hist = f.get_timestepping_history(mesh, name)
-            k = list(hist["index"])[idx]
-            pos = list(hist["index"]).index(k)
-            self.u.assign(f.load_function(mesh, name, idx=k))
-        self._t = float(hist["time"][pos])
-        self._t_const.assign(self._t)
-        if "dt" in hist:
-            self._dt = float(hist["dt"][pos])
+        """Restore the state, time and step from a :class:`Checkpointer` file (as
+        :meth:`TimeIntegrator.load_checkpoint`) and reset the reference mass."""
+        t = super().load_checkpoint(path, idx)
         self.initial_mass = self.mass()
-        return self._t
+        return t
 
     # ---------------------------------------------------------------- hooks
     def error_norm(self, a: Function, b: Function) -> float:

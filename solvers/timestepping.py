@@ -480,7 +480,9 @@ class TimeIntegrator(SolverStats):
         The solver's mesh must be the one loaded from that file
         (:func:`load_checkpoint_mesh`).  Returns the restored time.
         """
-        mesh = self.u.function_space().mesh()
+        # The mesh of the unknown (for a mixed space, Firedrake's function space
+        # returns a mesh sequence, which CheckpointFile cannot use).
+        mesh = ufl.domain.extract_unique_domain(self.u)
         name = self.u.name()
         with CheckpointFile(path, "r", comm=mesh.comm) as f:
             hist = f.get_timestepping_history(mesh, name)
