@@ -30,6 +30,12 @@ e^{-V}`, whose modified energy adds the relative Fisher information:
 * ``sphere``: Fokker--Planck on the unit sphere towards the von Mises--Fisher density
   :math:`\pi \propto e^{\kappa x_3}` (:math:`V = -\kappa x_3`, :math:`T = 1/2`).
 
+Status: the ``interval`` case is the verified experiment (slopes 0.97 and 2.14 with the
+defaults).  ``square`` and ``sphere`` are experimental: on the square the JKO-Flow's
+Newton solves fail for the quartic at these step sizes, and on the coarse sphere the
+:math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|` distance hits a spatial floor
+(about 7e-3 at refinement 2) before its :math:`\eta^2` regime.
+
 The step sizes are chosen inside the asymptotic regime of the modified equation: for
 the quartic potential :math:`\frac{\eta}{4}|\nabla(\log\rho + V)|^2` is O(1) in the
 tails of the box once :math:`\eta \gtrsim 0.1`, and there the JKO-Flow, an
@@ -229,8 +235,10 @@ def main(args):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="JKO vs WGF vs JKO-Flow: the O(eta^2) "
                                      "implicit bias on meshes.")
-    parser.add_argument("--cases", nargs="+", default=["interval", "square", "sphere"],
-                        choices=["interval", "square", "sphere"])
+    parser.add_argument("--cases", nargs="+", default=["interval"],
+                        choices=["interval", "square", "sphere"],
+                        help="interval (default, verified); square and sphere are "
+                             "experimental (see the module docstring)")
     parser.add_argument("--steps", nargs="+", type=int, default=None,
                         help="numbers of JKO steps n (eta = T/n); default per case")
     parser.add_argument("--slices", type=int, default=None,
@@ -240,8 +248,6 @@ if __name__ == "__main__":
     parser.add_argument("--output", default="out/implicit_bias")
     args, _ = parser.parse_known_args()   # leave PETSc options to PETSc
     if args.cheap:
-        args.cases = ["interval"] if args.cases == ["interval", "square", "sphere"] \
-            else args.cases
         args.slices = args.slices or 4
     args.slices = args.slices or 8
     main(args)
