@@ -262,7 +262,7 @@ class BenamouBrenier(SolverStats):
         """The density represented by ``u`` (``exp(u)`` for the log representation)."""
         return ufl.exp(u) if self.variable == "log" else u
 
-    def represent(self, rho, what: str = "density") -> ufl.core.expr.Expr:
+    def represent(self, rho) -> ufl.core.expr.Expr:
         """UFL expression of a density in the solver's representation (log or not)."""
         return ufl.ln(rho) if self.variable == "log" else rho
 

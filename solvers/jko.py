@@ -197,17 +197,12 @@ class W2Geodesic(BenamouBrenier):
         if abs(m0 - m1) > 1e-2 * max(m0, m1):
             raise ValueError(f"a W2 geodesic needs densities of equal mass, got {m0:.12g} "
                              f"and {m1:.12g}")
-        # Differences from the discrete representation (e.g. exp of a P1 log-density)
-        # are removed by rescaling the end density to the start's mass.
-        if self.variable == "log":
-            self.end.assign(self.end + float(np.log(m0 / m1)))
-        else:
-            self.end.assign(self.end * (m0 / m1))
-        # Linear interpolation between the ends (of the log-densities, for "log").
         # Homotopy parameter tau in (0, 1]: the end density is the geometric
-        # interpolation rho0^(1-tau) rho1^tau (renormalised), so tau -> 0 is trivial.
-        target_end = Function(self.V).interpolate(self.represent_end_log())
-        log0 = Function(self.V).interpolate(self.represent_start_log())
+        # interpolation rho0^(1-tau) rho1^tau renormalised to the start's mass (which
+        # also removes representation differences, e.g. of exp of a P1 log-density),
+        # so tau -> 0 is trivial.
+        target_end = Function(self.V).interpolate(self._log(self.end))
+        log0 = Function(self.V).interpolate(self._log(self.start))
 
         def set_tau(tau):
             end_log = Function(self.V).interpolate((1 - tau) * log0 + tau * target_end)
@@ -224,11 +219,9 @@ class W2Geodesic(BenamouBrenier):
         return self.solve_with_continuation(f"W2 geodesic (N = {self.N})", set_tau, 1.0,
                                             trivial_guess)
 
-    def represent_start_log(self):
-        return self.start if self.variable == "log" else ufl.ln(self.start)
-
-    def represent_end_log(self):
-        return self.end if self.variable == "log" else ufl.ln(self.end)
+    def _log(self, u):
+        """The log-density represented by ``u``."""
+        return u if self.variable == "log" else ufl.ln(u)
 
 
 def wasserstein_distance(rho0: Function, rho1: Function, geometry, N: int = 8,
