@@ -221,8 +221,14 @@ class BenamouBrenier(SolverStats):
         # GMRES preconditioned by a null-pivot-tolerant LU, with the null space removed.
         params = preset("direct", snes_linesearch_type="basic" if variable == "density"
                         else "l2") if solver_parameters is None else solver_parameters
+        if (variable == "log" and solver_parameters is not None
+                and "TransportSchurPC" in str(solver_parameters.get("pc_python_type", ""))):
+            raise ValueError("the 'schur' solver (TransportSchurPC) needs density unknowns: "
+                             "pass variable='density'")
         if solver_parameters is None and self.fixed_end:
             params.update(ksp_type="gmres", ksp_rtol=1e-12, ksp_atol=1e-14)
+        # The iterative preset's preconditioner reads the field layout from here.
+        appctx = {"jko_transport": self, **(appctx or {})}
         self.solver = NonlinearVariationalSolver(problem, solver_parameters=params,
                                                  options_prefix=options_prefix,
                                                  appctx=appctx, nullspace=nullspace)

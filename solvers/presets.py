@@ -35,8 +35,9 @@ PRESETS: dict[str, dict] = {
         "snes_type": "ksponly",
         **_lu,
     },
-    # Newton-Krylov for large problems: GMRES with an algebraic multigrid
-    # preconditioner on the whole (monolithic) system.
+    # Newton-Krylov for the scalar flows (WGF, JKO-Flow): GMRES with an algebraic
+    # multigrid preconditioner on the whole system.  Not for the saddle-point KKT
+    # system of a JKO step: use "schur" there.
     "iterative": {
         "mat_type": "aij",
         "snes_type": "newtonls",
@@ -50,6 +51,29 @@ PRESETS: dict[str, dict] = {
         "ksp_gmres_restart": 200,
         "ksp_max_it": 1000,
         "pc_type": "gamg",
+    },
+    # Newton-Krylov for the Benamou-Brenier KKT system (density unknowns): FGMRES
+    # preconditioned by the block factorisation with a diagonal density block and
+    # the assembled Schur complement on the potentials, solved by CG + GAMG
+    # (jkoflow.solvers.preconditioners.TransportSchurPC).
+    "schur": {
+        "mat_type": "aij",
+        "snes_type": "newtonls",
+        "snes_linesearch_type": "basic",
+        "snes_rtol": 1e-10,
+        "snes_atol": 1e-12,
+        "snes_stol": 0.0,
+        "snes_max_it": 50,
+        "ksp_type": "fgmres",
+        "ksp_rtol": 1e-9,
+        "ksp_gmres_restart": 100,
+        "ksp_max_it": 200,
+        "pc_type": "python",
+        "pc_python_type": "jkoflow.solvers.preconditioners.TransportSchurPC",
+        "schur_ksp_type": "cg",
+        "schur_ksp_rtol": 1e-8,
+        "schur_pc_type": "gamg",
+        "schur_mg_levels_pc_type": "sor",
     },
 }
 
