@@ -22,81 +22,115 @@ So, at a fixed time :math:`T` with :math:`\eta = T/n`,
     \|\rho_{\mathrm{JKO}}(T) - \rho_{\mathrm{JKO\text{-}Flow}}(T)\| = O(\eta^2).
 
 This demo measures both slopes for the relative entropy (KL) to :math:`\pi \propto
-e^{-V}`, whose modified energy adds the relative Fisher information:
+e^{-V}`, whose modified energy adds the relative Fisher information, in three
+geometries:
 
-* ``interval``: the paper's 1D case, :math:`V = x^4/4` (:math:`T = 1/2`,
-  :math:`\eta = T/8 \dots T/32`);
-* ``square``: :math:`V = |x|^4/4` on a square (:math:`T = 1/4`, :math:`\eta = T/4 \dots T/16`);
+* ``interval``: the paper's 1D case, :math:`V = x^4/4` on :math:`[-2.5, 3]`, P2,
+  :math:`\rho_0 \propto e^{-(x-1)^2/0.5}`, :math:`T = 1/2`, :math:`\eta = T/8 \dots T/32`;
+* ``disk``: :math:`V = |x|^4/4` on the disk :math:`|x| < 2.5`, P2,
+  :math:`\rho_0 \propto e^{-|x - (1, 0)|^2}`, :math:`T = 1/4`,
+  :math:`\eta = T/4 \dots T/16`;
 * ``sphere``: Fokker--Planck on the unit sphere towards the von Mises--Fisher density
-  :math:`\pi \propto e^{\kappa x_3}` (:math:`V = -\kappa x_3`, :math:`T = 1/2`).
+  :math:`\pi \propto e^{2 x_3}` (:math:`V = -2 x_3`) from
+  :math:`\rho_0 \propto e^{1.5 x_1}`, P1, :math:`T = 1/2`, :math:`\eta = T/4 \dots T/32`.
 
-Status: the ``interval`` case is the verified experiment (slopes 0.97 and 2.14 with the
-defaults).  ``square`` and ``sphere`` are experimental: on the square the JKO-Flow's
-Newton solves fail for the quartic at these step sizes, and on the coarse sphere the
-:math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|` distance hits a spatial floor
-(about 7e-3 at refinement 2) before its :math:`\eta^2` regime.
+Measured with the defaults (:math:`L^1` distances at :math:`T`; serial and
+``mpiexec -n 2`` agree):
 
-The step sizes are chosen inside the asymptotic regime of the modified equation: for
-the quartic potential :math:`\frac{\eta}{4}|\nabla(\log\rho + V)|^2` is O(1) in the
-tails of the box once :math:`\eta \gtrsim 0.1`, and there the JKO-Flow, an
-expansion in :math:`\eta`, stops being meaningful (its Newton solves fail).
+============  ===============  =====================  ==================================
+case          slope JKO - WGF  slope JKO - JKO-Flow   smallest :math:`\eta^2` difference
+                                                      vs. discretisation (N, dt, h)
+============  ===============  =====================  ==================================
+interval      0.97             2.14                   3.0e-5 vs. 2e-6, 1e-9, 1e-6
+disk          0.95             2.06                   3.7e-4 vs. 5e-7, 2e-10, 2e-5
+sphere        0.98             1.87                   5.3e-5 vs. 4e-7, 1e-9, 2e-6
+============  ===============  =====================  ==================================
+
+(The sphere's slope is a fit over :math:`T/4 \dots T/32`; its successive local rates
+climb 1.77, 1.88, 1.94 towards 2 as :math:`\eta` decreases.)
+
+Two details decide whether the :math:`\eta^2` regime is visible at all:
+
+* The modified equation is an expansion in :math:`\eta`: the correction
+  :math:`\frac{\eta}{4}|\nabla(\log\rho + V)|^2` must stay moderate wherever the
+  density lives.  For the quartic, :math:`|\nabla V| = |x|^3`, so the domain ends at
+  radius 2.5 (a square of half-width 3 has corners at :math:`|x| = 4.2`, where the
+  correction is :math:`O(10^3)\,\eta` and the JKO-Flow's Newton solves fail), and
+  :math:`\eta \le 1/16`.
+* All three runs must start from *the same mass*: the flows take a density, and the
+  nodal interpolant of :math:`e^{l_0}` has mass :math:`1 + O(h^2)`; on the coarse
+  sphere that defect alone put a floor of 7e-3 under
+  :math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|`.  The flows are therefore given
+  ``mass=1``, the exact mass of the JKO's :math:`e^{l_0}`.
 
 Three solvers from :mod:`jkoflow.solvers` are compared on the same mesh:
 :class:`~jkoflow.solvers.JKOScheme` (each step a dynamic Benamou--Brenier problem with
 ``N`` transport-time slices), the reference
 :class:`~jkoflow.solvers.WassersteinGradientFlow` and the
 :class:`~jkoflow.solvers.JKOFlow` (its default, well-posed pseudo-parabolic form).
-Errors are :math:`L^1` distances at :math:`T`.  Finally the demo estimates the
-discretisation errors that are not part of the comparison (slices :math:`N`, time step
-of the flows) at the smallest :math:`\eta`, to show that they sit well below the
-:math:`\eta^2` differences.
+Finally the demo estimates, at the smallest :math:`\eta`, the discretisation errors
+that are not part of the comparison -- the slices (:math:`N \to 2N`), the flows' time
+step (:math:`dt \to dt/2`) and the mesh (:math:`h \to h/2`, the change of
+:math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|`) -- to show that they sit well
+below the :math:`\eta^2` differences.
 
-Run ``python demos/implicit_bias.py`` (all cases), ``--cases interval``,
-``--cheap`` for a fast check, or ``mpiexec -n 2 python demos/implicit_bias.py``.
-PETSc options reach the solvers: ``-jko_snes_monitor``, ``-wgf_snes_converged_reason``,
+Run ``python demos/implicit_bias.py`` (all cases, ~15 minutes on two cores... serially
+on one), ``--cases disk``, ``--cheap`` for a fast check on coarse meshes (two step
+sizes per case), or ``mpiexec -n 2 python demos/implicit_bias.py``.  PETSc options
+reach the solvers: ``-jko_snes_monitor``, ``-wgf_snes_converged_reason``,
 ``-jkoflow_snes_monitor``.
 """
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
 import ufl
-from firedrake import COMM_WORLD, Function, FunctionSpace, VTKFile, assemble
+from firedrake import COMM_WORLD, Function, FunctionSpace, SpatialCoordinate, VTKFile, assemble
 from firedrake.petsc import PETSc
 
-from jkoflow.meshes import interval, rectangle, sphere
+from jkoflow.meshes import disk, interval, sphere
 from jkoflow.solvers import JKOFlow, JKOScheme, WassersteinGradientFlow, kl
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _plotting  # noqa: E402
+
+CASES = ("interval", "disk", "sphere")
 
 
 def say(msg: str):
     PETSc.Sys.Print(msg)
 
 
-# Each case gives a geometry, the potential V (so that pi ~ exp(-V)) and the initial
-# log-density; the log-density representation keeps every density positive and, with
-# P2, represents Gaussians exactly.
-def make_case(name: str, cheap: bool):
+# Each case gives a geometry, the potential V (so that pi ~ exp(-V)), the initial
+# log-density, the polynomial degree, the final time T and the numbers of steps n.
+# ``refine`` halves the mesh size (for the spatial check).  The log-density
+# representation keeps every density positive and, with P2, represents Gaussians
+# exactly; l0 is normalised to unit mass with the solvers' quadrature (degree 2k+2).
+def make_case(name: str, cheap: bool, refine: int = 0):
     if name == "interval":
-        geom = interval(40 if cheap else 100, -2.5, 3.0)
+        geom = interval((40 if cheap else 100) * 2 ** refine, -2.5, 3.0)
         x = geom.x[0]
         V = x ** 4 / 4
         log_rho0 = -(x - 1.0) ** 2 / (2 * 0.25)
         degree, T, steps = 2, 0.5, [8, 16, 32]
-    elif name == "square":
-        geom = rectangle(10 if cheap else 20, None, -3.0, 3.0, -3.0, 3.0)
+    elif name == "disk":
+        # Radius 2.5: |grad V| = |x|^3 <= 16 keeps the modified equation's
+        # correction moderate where the density lives (see the module notes).
+        geom = disk((2 if cheap else 3) + refine, radius=2.5, degree=2)
         x, y = geom.x
         V = (x ** 2 + y ** 2) ** 2 / 4
-        log_rho0 = -((x - 0.8) ** 2 + y ** 2) / (2 * 0.3)
+        log_rho0 = -((x - 1.0) ** 2 + y ** 2) / (2 * 0.5)
         degree, T, steps = 2, 0.25, [4, 8, 16]
     elif name == "sphere":
-        geom = sphere(2 if cheap else 3, degree=2)
+        geom = sphere((2 if cheap else 3) + refine, degree=2)
         x = geom.x
         V = -2.0 * x[2]
         log_rho0 = 1.5 * x[0]
-        degree, T, steps = 1, 0.5, [4, 8, 16]
+        degree, T, steps = 1, 0.5, [4, 8, 16, 32]
     else:
-        raise ValueError(f"unknown case {name!r}; valid: interval, square, sphere")
+        raise ValueError(f"unknown case {name!r}; valid: {', '.join(CASES)}")
     space = FunctionSpace(geom.mesh, "CG", degree)
     l0 = Function(space, name="log_rho0").interpolate(log_rho0)
     l0.assign(l0 - float(np.log(float(assemble(ufl.exp(l0) * geom.dx(degree=2 * degree + 2))))))
@@ -107,26 +141,31 @@ def l1_distance(a, b, geom, degree):
     return float(assemble(abs(a - b) * geom.dx(degree=2 * degree + 2)))
 
 
-# The reference flows are integrated with Radau IIA (order 5) and a step small enough
-# that their time error is negligible; dt is halved once below to show it.
+# The JKO scheme starts from l0 itself.  The flows take a density, here the nodal
+# interpolant of exp(l0), whose mass is 1 + O(h^2); ``mass=1`` restores the JKO's
+# exact unit mass, so that all three start from the same state (with P2 and P1 the
+# log of the interpolant is l0 at the nodes, and the rescaling is a constant shift).
+# The flows are integrated with Radau IIA (order 5) and a step small enough that
+# their time error is negligible; dt is halved once below to show it.
 def run_wgf(energy, l0, T, dt):
     rho0 = Function(l0.function_space()).interpolate(ufl.exp(l0))
-    wgf = WassersteinGradientFlow(energy, rho0, dt)
+    wgf = WassersteinGradientFlow(energy, rho0, dt, mass=1.0)
     wgf.advance_to(T)
-    return wgf.rho_expr, wgf
+    return wgf.rho_expr
 
 
 def run_jkoflow(energy, l0, eta, T, dt):
     rho0 = Function(l0.function_space()).interpolate(ufl.exp(l0))
-    flow = JKOFlow(energy, rho0, eta, dt)
+    flow = JKOFlow(energy, rho0, eta, dt, mass=1.0)
     flow.advance_to(T)
-    return flow.rho_expr, flow
+    return flow.rho_expr
 
 
 def run_jko(energy, l0, eta, n, N, degree):
     scheme = JKOScheme(energy, None, eta, N, log_rho0=l0, degree=degree)
     scheme.run(n)
-    return scheme.jko.density(scheme.state), scheme
+    its = np.mean([h["snes_iterations"] for h in scheme.history[1:]])
+    return scheme.jko.density(scheme.state), its
 
 
 def slope(etas, errors):
@@ -136,41 +175,48 @@ def slope(etas, errors):
 def experiment(name, args, out):
     geom, energy, l0, degree, T, steps = make_case(name, args.cheap)
     steps = args.steps or (steps[:2] if args.cheap else steps)
-    say(f"\n=== {name}: {geom.describe()}")
+    say(f"\n=== {name}: {geom.describe()}; P{degree}, T = {T:g}, N = {args.slices}")
     dt = T / (8 if args.cheap else 32)
     t0 = time.perf_counter()
-    rho_wgf, _ = run_wgf(energy, l0, T, dt)
+
+    # The three solutions at T: the WGF once, JKO and JKO-Flow for each eta = T/n.
+    rho_wgf = run_wgf(energy, l0, T, dt)
     rows = []
     for n in steps:
         eta = T / n
-        rho_jko, scheme = run_jko(energy, l0, eta, n, args.slices, degree)
-        rho_flow, _ = run_jkoflow(energy, l0, eta, T, dt)
-        its = [h["snes_iterations"] for h in scheme.history[1:]]
+        rho_jko, its = run_jko(energy, l0, eta, n, args.slices, degree)
+        rho_flow = run_jkoflow(energy, l0, eta, T, dt)
         rows.append((eta, l1_distance(rho_jko, rho_wgf, geom, degree),
                      l1_distance(rho_jko, rho_flow, geom, degree),
-                     l1_distance(rho_flow, rho_wgf, geom, degree), np.mean(its)))
+                     l1_distance(rho_flow, rho_wgf, geom, degree), its))
         say(f"  eta = T/{n:<3d} |JKO-WGF| = {rows[-1][1]:.3e}  |JKO-JKOFlow| = "
             f"{rows[-1][2]:.3e}  |JKOFlow-WGF| = {rows[-1][3]:.3e}  "
-            f"(Newton its/step {rows[-1][4]:.1f})")
+            f"(Newton its/step {its:.1f})")
     etas = np.array([r[0] for r in rows])
     e_wgf = np.array([r[1] for r in rows])
     e_flow = np.array([r[2] for r in rows])
     s_wgf, s_flow = slope(etas, e_wgf), slope(etas, e_flow)
+    rates = np.log2(e_flow[:-1] / e_flow[1:])
     say(f"  observed slopes: |JKO - WGF| ~ eta^{s_wgf:.2f},  "
-        f"|JKO - JKO-Flow| ~ eta^{s_flow:.2f}   (expected 1 and 2)")
+        f"|JKO - JKO-Flow| ~ eta^{s_flow:.2f}   (expected 1 and 2; local rates of "
+        f"|JKO - JKO-Flow|: {', '.join(f'{r:.2f}' for r in rates)})")
 
-    # Discretisation errors outside the comparison, at the smallest eta: the JKO
-    # slices (N -> 2N) and the flows' time step (dt -> dt/2).
+    # Discretisation errors outside the comparison, at the smallest eta (whose JKO
+    # and JKO-Flow solutions are the last ones computed above): the JKO slices
+    # (N -> 2N), the flows' time step (dt -> dt/2) and the mesh (h -> h/2: how much
+    # the eta^2 difference |JKO - JKO-Flow| itself moves).
     eta, n = etas[-1], steps[-1]
     rho_2N, _ = run_jko(energy, l0, eta, n, 2 * args.slices, degree)
-    rho_jko, _ = run_jko(energy, l0, eta, n, args.slices, degree)
     err_N = l1_distance(rho_2N, rho_jko, geom, degree)
-    rho_flow_half, _ = run_jkoflow(energy, l0, eta, T, dt / 2)
-    rho_flow, flow = run_jkoflow(energy, l0, eta, T, dt)
-    err_dt = l1_distance(rho_flow_half, rho_flow, geom, degree)
+    err_dt = l1_distance(run_jkoflow(energy, l0, eta, T, dt / 2), rho_flow, geom, degree)
+    fine, energy_f, l0_f, _, _, _ = make_case(name, args.cheap, refine=1)
+    diff_fine = l1_distance(run_jko(energy_f, l0_f, eta, n, args.slices, degree)[0],
+                            run_jkoflow(energy_f, l0_f, eta, T, dt), fine, degree)
+    err_h = abs(diff_fine - e_flow[-1])
     say(f"  discretisation at eta = T/{n}: slices N={args.slices}->{2 * args.slices}: "
-        f"{err_N:.2e}, flow dt -> dt/2: {err_dt:.2e}; smallest eta^2 difference "
-        f"{e_flow[-1]:.2e}")
+        f"{err_N:.1e}, flow dt -> dt/2: {err_dt:.1e}, mesh h -> h/2: |JKO-JKOFlow| "
+        f"{e_flow[-1]:.3e} -> {diff_fine:.3e} (change {err_h:.1e}); smallest eta^2 "
+        f"difference {e_flow[-1]:.1e}")
     say(f"  ({time.perf_counter() - t0:.0f} s)")
 
     # VTK output of the three densities at T for the smallest eta.
@@ -179,44 +225,83 @@ def experiment(name, args, out):
               (("rho_jko", rho_jko), ("rho_wgf", rho_wgf), ("rho_jkoflow", rho_flow))]
     VTKFile(os.path.join(out, f"{name}.pvd")).write(*fields)
     return {"etas": etas, "jko_wgf": e_wgf, "jko_flow": e_flow, "slopes": (s_wgf, s_flow),
-            "disc": (err_N, err_dt), "fields": fields, "geom": geom}
+            "disc": (err_N, err_dt, err_h), "fields": fields, "geom": geom, "eta": eta}
+
+
+# The figure: the log-log plot of both distances against eta and, in serial (spatial
+# plots read the local mesh), one row per case: the JKO density at T, the implicit
+# bias rho_JKO - rho_WGF (O(eta)) and the JKO-Flow's prediction of it,
+# rho_JKOFlow - rho_WGF, on one colour scale: they agree to O(eta^2).
+def nodal_profile(f):
+    """Sorted node coordinates and values of a function on an interval."""
+    x = Function(f.function_space()).interpolate(SpatialCoordinate(f.function_space().mesh())[0])
+    order = np.argsort(x.dat.data_ro)
+    return x.dat.data_ro[order], f.dat.data_ro[order]
+
+
+def plot_row(fig, gs, row, name, r):
+    rho_jko, rho_wgf, rho_flow = r["fields"]
+    space = rho_jko.function_space()
+    bias = Function(space).interpolate(rho_jko - rho_wgf)
+    pred = Function(space).interpolate(rho_flow - rho_wgf)
+    lim = float(max(abs(bias.dat.data_ro).max(), abs(pred.dat.data_ro).max()))
+    eta = f"$\\eta$ = {r['eta']:.3g}"
+    if r["geom"].gdim == 1:
+        ax = fig.add_subplot(gs[row, 1])
+        for f in r["fields"]:
+            ax.plot(*nodal_profile(f), label=f.name())
+        ax.legend(fontsize=7)
+        ax.set_title(f"{name}: densities at T")
+        ax = fig.add_subplot(gs[row, 2:])
+        ax.plot(*nodal_profile(bias), label="JKO - WGF")
+        ax.plot(*nodal_profile(pred), "--", label="JKO-Flow - WGF")
+        ax.legend(fontsize=7)
+        ax.set_title(f"{name}: implicit bias at T, {eta}")
+        return
+    surface = r["geom"].gdim == 3
+    kw = {"projection": "3d"} if surface else {}
+    panels = [(rho_jko, f"{name}: JKO density at T", "viridis", None),
+              (bias, f"JKO - WGF, {eta}", "RdBu_r", lim),
+              (pred, "JKO-Flow - WGF", "RdBu_r", lim)]
+    for col, (f, title, cmap, a) in enumerate(panels, start=1):
+        ax = fig.add_subplot(gs[row, col], **kw)
+        if surface:
+            sm = _plotting.plot_surface(ax, f, cmap=cmap, title=title,
+                                        vmin=None if a is None else -a,
+                                        vmax=None if a is None else a)
+        else:
+            sm = _plotting.plot_chart(ax, f, cmap=cmap, title=title, symmetric=a is not None)
+            if a is not None:
+                sm.set_clim(-a, a)
+        fig.colorbar(sm, ax=ax, shrink=0.7)
 
 
 def plot(results, out):
     import matplotlib.pyplot as plt
     names = list(results)
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.2 * (len(names) + 1), 3.8))
-    ax = axes[0]
+    spatial = _plotting.serial()
+    rows = len(names) if spatial else 1
+    fig = plt.figure(figsize=(17 if spatial else 6, 4 * rows))
+    gs = fig.add_gridspec(rows, 4 if spatial else 1)
+    ax = fig.add_subplot(gs[:, 0])
     for name in names:
         r = results[name]
         ax.loglog(r["etas"], r["jko_wgf"], "o-", label=f"{name}: |JKO-WGF|")
         ax.loglog(r["etas"], r["jko_flow"], "s--", label=f"{name}: |JKO-JKOFlow|")
-    e = np.array(results[names[0]]["etas"])
-    ax.loglog(e, 0.5 * e, "k:", lw=1, label="slope 1")
-    ax.loglog(e, 0.5 * e ** 2, "k-.", lw=1, label="slope 2")
+    e = np.array(sorted({x for r in results.values() for x in r["etas"]}))
+    ax.loglog(e, 0.3 * e, "k:", lw=1, label="slope 1")
+    ax.loglog(e, 0.3 * e ** 2, "k-.", lw=1, label="slope 2")
     ax.set_xlabel(r"$\eta$")
     ax.set_ylabel(r"$L^1$ distance at $T$")
     ax.legend(fontsize=7)
     ax.set_title("implicit bias of JKO")
-    for ax, name in zip(axes[1:], names):
-        r = results[name]
-        geom = r["geom"]
-        if geom.gdim == 1 and COMM_WORLD.size == 1:
-            xs = np.linspace(-2.5, 3.0, 400)
-            for f in r["fields"]:
-                ax.plot(xs, f.at(xs.reshape(-1, 1)), label=f.name())
-            ax.legend(fontsize=7)
-        else:
-            # Spatial plots need the whole mesh on one rank (and point evaluation at
-            # partition boundaries is ambiguous): otherwise show the slopes.
-            ax.text(0.5, 0.5, f"{name}\nslopes {r['slopes'][0]:.2f}, {r['slopes'][1]:.2f}"
-                    "\n(densities: see the VTK file)", ha="center", va="center")
-            ax.set_axis_off()
-        ax.set_title(f"{name}: densities at T")
-    fig.tight_layout()
+    if spatial:
+        for row, name in enumerate(names):
+            plot_row(fig, gs, row, name, results[name])
     if COMM_WORLD.rank == 0:
-        fig.savefig(os.path.join(out, "implicit_bias.png"), dpi=120)
-    plt.close(fig)
+        _plotting.save(fig, os.path.join(out, "implicit_bias.png"))
+    else:
+        plt.close(fig)
 
 
 def main(args):
@@ -225,9 +310,11 @@ def main(args):
         os.makedirs(out, exist_ok=True)
     results = {name: experiment(name, args, out) for name in args.cases}
     plot(results, out)
-    say("\n| case | slope JKO-WGF | slope JKO-JKOFlow |\n|---|---|---|")
+    say("\n| case | slope JKO-WGF | slope JKO-JKOFlow | smallest eta^2 diff. | "
+        "N -> 2N | dt -> dt/2 | h -> h/2 |\n|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        say(f"| {name} | {r['slopes'][0]:.2f} | {r['slopes'][1]:.2f} |")
+        say(f"| {name} | {r['slopes'][0]:.2f} | {r['slopes'][1]:.2f} | "
+            f"{r['jko_flow'][-1]:.1e} | " + " | ".join(f"{d:.1e}" for d in r["disc"]) + " |")
     say(f"figure and VTK files in {out}/")
     return results
 
@@ -235,19 +322,16 @@ def main(args):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="JKO vs WGF vs JKO-Flow: the O(eta^2) "
                                      "implicit bias on meshes.")
-    parser.add_argument("--cases", nargs="+", default=["interval"],
-                        choices=["interval", "square", "sphere"],
-                        help="interval (default, verified); square and sphere are "
-                             "experimental (see the module docstring)")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES,
+                        help="which experiments to run (default: all)")
     parser.add_argument("--steps", nargs="+", type=int, default=None,
                         help="numbers of JKO steps n (eta = T/n); default per case")
     parser.add_argument("--slices", type=int, default=None,
-                        help="transport-time slices N per JKO step (default 8)")
+                        help="transport-time slices N per JKO step (default 8; 4 with "
+                             "--cheap)")
     parser.add_argument("--cheap", action="store_true",
-                        help="coarse, fast run (1D only, two step sizes) for the tests")
+                        help="coarse meshes, two step sizes per case (for the tests)")
     parser.add_argument("--output", default="out/implicit_bias")
     args, _ = parser.parse_known_args()   # leave PETSc options to PETSc
-    if args.cheap:
-        args.slices = args.slices or 4
-    args.slices = args.slices or 8
+    args.slices = args.slices or (4 if args.cheap else 8)
     main(args)

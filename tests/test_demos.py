@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demos"
@@ -68,11 +69,48 @@ def test_every_demo_is_listed():
     assert not missing, f"listed demos missing from demos/: {missing}"
 
 
+#: The flagship's per-step-size distances from the serial run, to compare the 2-rank
+#: run with (filled by :func:`test_demo` when it runs first, as it does in file order).
+FLAGSHIP_SERIAL: dict = {}
+
+
+def check_implicit_bias(stdout: str) -> dict:
+    r"""The flagship's measured result, from its ``--cheap`` output.
+
+    For every case the observed slopes of :math:`|JKO - WGF|` and
+    :math:`|JKO - JKO\text{-}Flow|` must be close to 1 and 2 (a missing or wrong
+    Fisher correction gives 1 for both; a mass mismatch between the solvers flattens
+    the second to 0), and the discretisation errors outside the comparison (slices,
+    flow time step, mesh) must sit well below the smallest :math:`\eta^2` difference.
+    Returns the per-step-size distances ``{case: [(|JKO-WGF|, |JKO-JKOFlow|), ...]}``.
+    """
+    rows = re.findall(r"^\| (\w+) \| ([\d.]+) \| ([\d.]+) \| ([\d.e+-]+) \| ([\d.e+-]+) \| "
+                      r"([\d.e+-]+) \| ([\d.e+-]+) \|$", stdout, re.MULTILINE)
+    assert {r[0] for r in rows} == {"interval", "disk", "sphere"}, stdout
+    for case, s_wgf, s_flow, diff, *disc in rows:
+        assert 0.8 < float(s_wgf) < 1.2, f"{case}: |JKO - WGF| slope {s_wgf}, expected 1\n{stdout}"
+        assert 1.6 < float(s_flow) < 2.5, \
+            f"{case}: |JKO - JKO-Flow| slope {s_flow}, expected 2\n{stdout}"
+        for what, err in zip(("slices N -> 2N", "flow dt -> dt/2", "mesh h -> h/2"), disc):
+            assert float(err) < 0.3 * float(diff), \
+                f"{case}: discretisation ({what}) {err} not below the eta^2 difference {diff}"
+    distances: dict = {}
+    case = None
+    for line in stdout.splitlines():
+        if m := re.match(r"=== (\w+):", line):
+            case = m.group(1)
+        elif m := re.search(r"\|JKO-WGF\| = (\S+)  \|JKO-JKOFlow\| = (\S+)", line):
+            distances.setdefault(case, []).append((float(m.group(1)), float(m.group(2))))
+    return distances
+
+
 @pytest.mark.parametrize("name", LISTED)
 def test_demo(name, tmp_path):
     stdout = run_demo(name, tmp_path / Path(name).stem)
     # the printed diagnostics must be numbers
     assert not re.search(r"\bnan\b|\binf\b", stdout, re.IGNORECASE), stdout
+    if name == FLAGSHIP:
+        FLAGSHIP_SERIAL.update(check_implicit_bias(stdout))
 
 
 @pytest.mark.parametrize("name", LISTED)
@@ -82,3 +120,10 @@ def test_demo_mpi(name, tmp_path):
         pytest.skip("no mpiexec found")
     stdout = run_demo(name, tmp_path / Path(name).stem, launcher=(launcher, "-n", "2"))
     assert not re.search(r"\bnan\b|\binf\b", stdout, re.IGNORECASE), stdout
+    if name == FLAGSHIP:
+        distances = check_implicit_bias(stdout)
+        if FLAGSHIP_SERIAL:
+            # same answers as serial, to the solvers' tolerances (4 printed digits)
+            for case, rows in distances.items():
+                np.testing.assert_allclose(rows, FLAGSHIP_SERIAL[case], rtol=2e-3,
+                                           err_msg=f"{case}: 2 ranks differ from serial")
