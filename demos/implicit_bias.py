@@ -34,29 +34,33 @@ geometries:
   :math:`\pi \propto e^{2 x_3}` (:math:`V = -2 x_3`) from
   :math:`\rho_0 \propto e^{1.5 x_1}`, P1, :math:`T = 1/2`, :math:`\eta = T/4 \dots T/32`.
 
-Measured with the defaults (:math:`L^1` distances at :math:`T`; serial and
-``mpiexec -n 2`` agree):
+Measured with the defaults (:math:`L^1` distances at :math:`T`, slopes fitted over
+all step sizes; ``mpiexec -n 2`` gives the same numbers):
 
-============  ===============  =====================  ==================================
-case          slope JKO - WGF  slope JKO - JKO-Flow   smallest :math:`\eta^2` difference
-                                                      vs. discretisation (N, dt, h)
-============  ===============  =====================  ==================================
-interval      0.97             2.14                   3.0e-5 vs. 2e-6, 1e-9, 1e-6
-disk          0.95             2.06                   3.7e-4 vs. 5e-7, 2e-10, 2e-5
-sphere        0.98             1.87                   5.3e-5 vs. 4e-7, 1e-9, 2e-6
-============  ===============  =====================  ==================================
+========  =========  ==============  ===========  ===========  ================================
+case      slope      slope           at smallest  difference   discretisation changes
+          JKO - WGF  JKO - JKO-Flow  eta          JKO-JKOFlow  (N -> 2N, dt -> dt/2, h -> h/2)
+========  =========  ==============  ===========  ===========  ================================
+interval  0.97       2.14            T/32         3.0e-5       2.3e-6, 1.0e-9, 4.5e-8
+disk      0.95       2.06            T/16         3.7e-4       3.5e-6, 5.7e-9, 1.9e-5
+sphere    0.99       1.87            T/32         5.3e-5       1.2e-6, 1.4e-10, 6.3e-7
+========  =========  ==============  ===========  ===========  ================================
 
-(The sphere's slope is a fit over :math:`T/4 \dots T/32`; its successive local rates
-climb 1.77, 1.88, 1.94 towards 2 as :math:`\eta` decreases.)
+The mesh column is the change of :math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|`
+itself under one uniform refinement, i.e. the spatial part of that difference.  On the
+sphere the local rates of :math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|` are 1.77,
+1.89, 1.94 from :math:`T/4` to :math:`T/32`, climbing to 2 as :math:`\eta` decreases
+(the same on a twice coarser mesh: an :math:`\eta^3` term, not a spatial floor).
 
 Two details decide whether the :math:`\eta^2` regime is visible at all:
 
 * The modified equation is an expansion in :math:`\eta`: the correction
   :math:`\frac{\eta}{4}|\nabla(\log\rho + V)|^2` must stay moderate wherever the
   density lives.  For the quartic, :math:`|\nabla V| = |x|^3`, so the domain ends at
-  radius 2.5 (a square of half-width 3 has corners at :math:`|x| = 4.2`, where the
-  correction is :math:`O(10^3)\,\eta` and the JKO-Flow's Newton solves fail), and
-  :math:`\eta \le 1/16`.
+  radius 2.5, where :math:`|\nabla V| \le 16`, and :math:`\eta \le 1/16`.  (On the
+  square :math:`[-3, 3]^2` the corners reach :math:`|x| = 4.2`, the correction is
+  about :math:`10^3\eta` there, and the JKO-Flow's Newton solves fail at
+  :math:`\eta = 1/16`.)
 * All three runs must start from *the same mass*: the flows take a density, and the
   nodal interpolant of :math:`e^{l_0}` has mass :math:`1 + O(h^2)`; on the coarse
   sphere that defect alone put a floor of 7e-3 under
@@ -74,11 +78,11 @@ step (:math:`dt \to dt/2`) and the mesh (:math:`h \to h/2`, the change of
 :math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|`) -- to show that they sit well
 below the :math:`\eta^2` differences.
 
-Run ``python demos/implicit_bias.py`` (all cases, ~15 minutes on two cores... serially
-on one), ``--cases disk``, ``--cheap`` for a fast check on coarse meshes (two step
-sizes per case), or ``mpiexec -n 2 python demos/implicit_bias.py``.  PETSc options
-reach the solvers: ``-jko_snes_monitor``, ``-wgf_snes_converged_reason``,
-``-jkoflow_snes_monitor``.
+Run ``python demos/implicit_bias.py`` (all cases: about 11 minutes serially, 10 on two
+ranks, a few more the first time while kernels compile), ``--cases disk``, ``--cheap``
+for a fast check on coarse meshes (two step sizes per case, about a minute), or
+``mpiexec -n 2 python demos/implicit_bias.py``.  PETSc options reach the solvers:
+``-jko_snes_monitor``, ``-wgf_snes_converged_reason``, ``-jkoflow_snes_monitor``.
 """
 import argparse
 import os
@@ -174,7 +178,7 @@ def slope(etas, errors):
 
 def experiment(name, args, out):
     geom, energy, l0, degree, T, steps = make_case(name, args.cheap)
-    steps = args.steps or (steps[:2] if args.cheap else steps)
+    steps = sorted(set(args.steps or (steps[:2] if args.cheap else steps)))
     say(f"\n=== {name}: {geom.describe()}; P{degree}, T = {T:g}, N = {args.slices}")
     dt = T / (8 if args.cheap else 32)
     t0 = time.perf_counter()
@@ -278,19 +282,23 @@ def plot_row(fig, gs, row, name, r):
 
 def plot(results, out):
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
     names = list(results)
     spatial = _plotting.serial()
     rows = len(names) if spatial else 1
     fig = plt.figure(figsize=(17 if spatial else 6, 4 * rows))
     gs = fig.add_gridspec(rows, 4 if spatial else 1)
     ax = fig.add_subplot(gs[:, 0])
-    for name in names:
+    for i, name in enumerate(names):
         r = results[name]
-        ax.loglog(r["etas"], r["jko_wgf"], "o-", label=f"{name}: |JKO-WGF|")
-        ax.loglog(r["etas"], r["jko_flow"], "s--", label=f"{name}: |JKO-JKOFlow|")
+        ax.loglog(r["etas"], r["jko_wgf"], "o-", color=f"C{i}", label=f"{name}: |JKO-WGF|")
+        ax.loglog(r["etas"], r["jko_flow"], "s--", color=f"C{i}",
+                  label=f"{name}: |JKO-JKOFlow|")
     e = np.array(sorted({x for r in results.values() for x in r["etas"]}))
     ax.loglog(e, 0.3 * e, "k:", lw=1, label="slope 1")
     ax.loglog(e, 0.3 * e ** 2, "k-.", lw=1, label="slope 2")
+    ax.set_xticks(e, [f"{x:.3g}" for x in e])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(r"$\eta$")
     ax.set_ylabel(r"$L^1$ distance at $T$")
     ax.legend(fontsize=7)
@@ -333,5 +341,8 @@ if __name__ == "__main__":
                         help="coarse meshes, two step sizes per case (for the tests)")
     parser.add_argument("--output", default="out/implicit_bias")
     args, _ = parser.parse_known_args()   # leave PETSc options to PETSc
+    if args.steps is not None and (len(set(args.steps)) < 2 or min(args.steps) < 1):
+        parser.error(f"--steps needs at least two distinct positive numbers of steps (a "
+                     f"slope is fitted), got {args.steps}")
     args.slices = args.slices or (4 if args.cheap else 8)
     main(args)
