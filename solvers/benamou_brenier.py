@@ -168,6 +168,11 @@ class BenamouBrenier(SolverStats):
         # Primal-dual interior point: one nodal dual variable z_i >= 0 per unknown
         # density slice (complementarity rho_i z_i = mu w at the vertices).
         self.n_dual = self.n_rho if variable == "density" else 0
+        # Layout of the mixed space: density unknowns, potentials, duals (as slices
+        # of the list of subspaces).
+        self.rho_fields = slice(0, self.n_rho)
+        self.phi_fields = slice(self.n_rho, self.n_rho + self.N)
+        self.dual_fields = slice(self.n_rho + self.N, self.n_rho + self.N + self.n_dual)
         spaces = [V] * (self.n_rho + self.N + self.n_dual)
         self.W = MixedFunctionSpace(spaces)
         self.w = Function(self.W, name="transport_state")
@@ -179,9 +184,9 @@ class BenamouBrenier(SolverStats):
         self._dx_barrier = vertex_measure(geometry, self.V) if self.degree == 1 else self.dx
 
         parts = split(self.w)
-        unknowns = list(parts[:self.n_rho])
-        self._phis = list(parts[self.n_rho:self.n_rho + self.N])
-        duals = list(parts[self.n_rho + self.N:self.n_rho + self.N + self.n_dual])
+        unknowns = list(parts[self.rho_fields])
+        self._phis = list(parts[self.phi_fields])
+        duals = list(parts[self.dual_fields])
         self._rhos = [self.density(u) for u in
                       [self.start] + unknowns + ([self.end] if self.fixed_end else [])]
         # The Lagrangian is written with placeholder coefficients R_i, P_i for the
@@ -193,8 +198,8 @@ class BenamouBrenier(SolverStats):
         P = [Function(V) for _ in self._phis]
         self.lagrangian = self._lagrangian(R, P, terminal)
         tests = TestFunctions(self.W)
-        t_rho, t_phi = tests[:self.n_rho], tests[self.n_rho:self.n_rho + self.N]
-        t_dual = tests[self.n_rho + self.N:self.n_rho + self.N + self.n_dual]
+        t_rho, t_phi = tests[self.rho_fields], tests[self.phi_fields]
+        t_dual = tests[self.dual_fields]
         F = sum(derivative(self.lagrangian, c, v) for c, v in zip(R + P, t_rho + t_phi))
         # Dual rows: stationarity gains -z_i; complementarity rho_i z_i = mu*ds*w.
         dxv = self._dx_barrier
@@ -211,7 +216,7 @@ class BenamouBrenier(SolverStats):
             # With both ends prescribed the potentials are defined up to one common
             # constant: that vector spans the Jacobian's null space.
             shift = Function(self.W)
-            for p in shift.subfunctions[self.n_rho:self.n_rho + self.N]:
+            for p in shift.subfunctions[self.phi_fields]:
                 p.assign(1.0)
             nullspace = VectorSpaceBasis([shift])
             nullspace.orthonormalize()
@@ -233,10 +238,10 @@ class BenamouBrenier(SolverStats):
                                                  options_prefix=options_prefix,
                                                  appctx=appctx, nullspace=nullspace)
         self.options_prefix = options_prefix
-        self._rho_local_indices = self._field_indices(range(self.n_rho))
-        first_dual = self.n_rho + self.N
-        self._dual_local_indices = self._field_indices(range(first_dual,
-                                                             first_dual + self.n_dual))
+        with self.w.dat.vec_ro as v:
+            first = v.getOwnershipRange()[0]
+        self._rho_local_indices = self.field_indices(self.rho_fields) - first
+        self._dual_local_indices = self.field_indices(self.dual_fields) - first
         self.solver.snes.setLineSearchPreCheck(
             self._fraction_to_boundary if variable == "density" else self._limit_log_step)
         self.last_step_fraction = 1.0
@@ -272,14 +277,13 @@ class BenamouBrenier(SolverStats):
         """UFL expression of a density in the solver's representation (log or not)."""
         return ufl.ln(rho) if self.variable == "log" else rho
 
-    def _field_indices(self, fields) -> np.ndarray:
-        """Local (owned) positions of the given fields' dofs in the global Vec."""
-        if not len(fields):
+    def field_indices(self, fields: slice) -> np.ndarray:
+        """Global indices of this rank's dofs of the given fields (e.g.
+        :attr:`rho_fields`) in the state Vec."""
+        ises = self.W.dof_dset.field_ises[fields]
+        if not ises:
             return np.zeros(0, dtype=np.int64)
-        with self.w.dat.vec_ro as v:
-            start = v.getOwnershipRange()[0]
-        ises = self.W.dof_dset.field_ises
-        return np.concatenate([ises[f].getIndices() - start for f in fields]).astype(np.int64)
+        return np.concatenate([i.getIndices() for i in ises]).astype(np.int64)
 
     def _fraction_to_boundary(self, x, y):
         """SNES pre-check: one primal-dual interior-point step.
@@ -353,12 +357,11 @@ class BenamouBrenier(SolverStats):
     def unknown_slices(self) -> tuple[list, list]:
         """(density-slice unknowns, potentials) as ``Function`` views of the state."""
         subs = self.w.subfunctions
-        return list(subs[:self.n_rho]), list(subs[self.n_rho:self.n_rho + self.N])
+        return list(subs[self.rho_fields]), list(subs[self.phi_fields])
 
     def duals(self) -> list:
         """The interior-point dual variables :math:`z_i` (``Function`` views)."""
-        first = self.n_rho + self.N
-        return list(self.w.subfunctions[first:first + self.n_dual])
+        return list(self.w.subfunctions[self.dual_fields])
 
     def initial_guess(self, slices=None, phi=None):
         """Set the state: unknown slices (in the representation) and one potential."""

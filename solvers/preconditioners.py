@@ -73,12 +73,6 @@ from firedrake.preconditioners.base import PCBase
 __all__ = ["TransportSchurPC"]
 
 
-def _union(ises, fields, comm) -> PETSc.IS:
-    idx = [ises[f].getIndices() for f in fields]
-    arr = np.concatenate(idx) if idx else np.zeros(0)
-    return PETSc.IS().createGeneral(arr.astype(PETSc.IntType), comm=comm)
-
-
 class TransportSchurPC(PCBase):
     r"""Diagonal-:math:`A` Schur-complement preconditioner (see the module docstring).
 
@@ -106,13 +100,16 @@ class TransportSchurPC(PCBase):
         if P.getType() == "python":
             raise ValueError("TransportSchurPC needs an assembled Jacobian "
                              "(solver parameter 'mat_type': 'aij')")
-        ises = transport.W.dof_dset.field_ises
-        n_rho, N, n_dual = transport.n_rho, transport.N, transport.n_dual
-        self.N = N
+        self.N = transport.N
         comm = pc.comm
-        self.is_u = _union(ises, range(n_rho), comm)
-        self.is_phi = _union(ises, range(n_rho, n_rho + N), comm)
-        self.is_z = _union(ises, range(n_rho + N, n_rho + N + n_dual), comm) if n_dual else None
+
+        def index_set(fields):
+            idx = transport.field_indices(fields).astype(PETSc.IntType)
+            return PETSc.IS().createGeneral(idx, comm=comm)
+
+        self.is_u = index_set(transport.rho_fields)
+        self.is_phi = index_set(transport.phi_fields)
+        self.is_z = index_set(transport.dual_fields) if transport.n_dual else None
 
         prefix = (pc.getOptionsPrefix() or "") + self._prefix
         opts = PETSc.Options(prefix)

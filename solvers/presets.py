@@ -17,16 +17,15 @@ __all__ = ["PRESETS", "preset"]
 _lu = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
        "mat_mumps_icntl_14": 200, "mat_mumps_icntl_24": 1}
 
+# Newton with a backtracking line search, to tight tolerances.
+_newton = {"snes_type": "newtonls", "snes_linesearch_type": "bt", "snes_rtol": 1e-10,
+           "snes_atol": 1e-12, "snes_stol": 0.0, "snes_max_it": 50}
+
 PRESETS: dict[str, dict] = {
     # Newton with a backtracking line search and a MUMPS LU solve: the robust default.
     "direct": {
         "mat_type": "aij",
-        "snes_type": "newtonls",
-        "snes_linesearch_type": "bt",
-        "snes_rtol": 1e-10,
-        "snes_atol": 1e-12,
-        "snes_stol": 0.0,
-        "snes_max_it": 50,
+        **_newton,
         **_lu,
     },
     # Newton for linear problems: one step, exact solve.
@@ -40,12 +39,7 @@ PRESETS: dict[str, dict] = {
     # system of a JKO step: use "schur" there.
     "iterative": {
         "mat_type": "aij",
-        "snes_type": "newtonls",
-        "snes_linesearch_type": "bt",
-        "snes_rtol": 1e-10,
-        "snes_atol": 1e-12,
-        "snes_stol": 0.0,
-        "snes_max_it": 50,
+        **_newton,
         "ksp_type": "gmres",
         "ksp_rtol": 1e-10,
         "ksp_gmres_restart": 200,
@@ -58,12 +52,8 @@ PRESETS: dict[str, dict] = {
     # (jkoflow.solvers.preconditioners.TransportSchurPC).
     "schur": {
         "mat_type": "aij",
-        "snes_type": "newtonls",
+        **_newton,
         "snes_linesearch_type": "basic",
-        "snes_rtol": 1e-10,
-        "snes_atol": 1e-12,
-        "snes_stol": 0.0,
-        "snes_max_it": 50,
         "ksp_type": "fgmres",
         "ksp_rtol": 1e-9,
         "ksp_gmres_restart": 100,
