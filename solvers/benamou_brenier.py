@@ -226,10 +226,7 @@ class BenamouBrenier(SolverStats):
         # GMRES preconditioned by a null-pivot-tolerant LU, with the null space removed.
         params = preset("direct", snes_linesearch_type="basic" if variable == "density"
                         else "l2") if solver_parameters is None else solver_parameters
-        if (variable == "log" and solver_parameters is not None
-                and "TransportSchurPC" in str(solver_parameters.get("pc_python_type", ""))):
-            raise ValueError("the 'schur' solver (TransportSchurPC) needs density unknowns: "
-                             "pass variable='density'")
+        self._check_preconditioner(solver_parameters)
         if solver_parameters is None and self.fixed_end:
             params.update(ksp_type="gmres", ksp_rtol=1e-12, ksp_atol=1e-14)
         # The iterative preset's preconditioner reads the field layout from here.
@@ -251,6 +248,18 @@ class BenamouBrenier(SolverStats):
         self._init_stats()
 
     # ---------------------------------------------------------- internals
+    def _check_preconditioner(self, params: dict | None):
+        """Clear errors, at construction, for the KKT preconditioners' requirements
+        (they are checked again when PETSc sets them up from command-line options)."""
+        pc = str((params or {}).get("pc_python_type", ""))
+        if "TransportSchurPC" in pc or "TransportSweepPC" in pc:
+            if self.variable != "density":
+                raise ValueError(f"the iterative KKT solver ({pc.rsplit('.', 1)[-1]}) needs "
+                                 "density unknowns: pass variable='density'")
+        if "TransportSweepPC" in pc and (self.fixed_end or self.degree != 1):
+            raise ValueError("the 'schur' solver (TransportSweepPC) needs a free end density "
+                             "(a JKO step) and P1; use the direct solver otherwise")
+
     def _lagrangian(self, R, P, terminal) -> ufl.Form:
         """The discrete Lagrangian in terms of unknown densities R and potentials P."""
         geometry, ds = self.geometry, 1.0 / self.N

@@ -159,14 +159,20 @@ class W2Geodesic(BenamouBrenier):
     The intermediate densities :math:`\rho_1..\rho_{N-1}` and the potentials are the
     unknowns; :meth:`solve` returns a :class:`TransportResult` whose ``cost`` is
     :math:`W_2^2(\rho_0, \rho_N)` and whose ``slices`` are the displacement
-    interpolation at :math:`s = i/N`.  The potential is fixed up to a constant by
-    a Lagrange multiplier (mean of :math:`\phi_1` zero).
+    interpolation at :math:`s = i/N`.  The potentials are defined up to one common
+    constant, a null space the Krylov solver removes.  Log-density unknowns only.
     """
 
     def __init__(self, geometry, N: int = 8, *, degree: int = 1, variable: str = "log",
                  barrier: dict | None = None, quadrature_degree: int | None = None,
                  solver_parameters: dict | None = None, options_prefix: str = "geodesic",
                  appctx: dict | None = None):
+        if variable != "log":
+            # Measured: with both ends fixed, the interior-point KKT system's singular
+            # LU (constant potentials) leaves GMRES stagnating from the first step.
+            raise ValueError(f"W2Geodesic needs log-density unknowns (variable='log'), "
+                             f"got variable={variable!r}: the interior-point (density) "
+                             "form is not supported for geodesics")
         super().__init__(geometry, N, terminal=None, degree=degree, variable=variable,
                          barrier=barrier, quadrature_degree=quadrature_degree,
                          solver_parameters=solver_parameters, options_prefix=options_prefix,

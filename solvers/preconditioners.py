@@ -42,11 +42,13 @@ end of the barrier schedule (:math:`\mu \to 10^{-10}`) its time couplings
 of magnitude and vary by as many across the domain; CG + GAMG then needs 100--300
 iterations per solve (ordering :math:`S` node by node with block size :math:`N`, SOR
 smoothing, halves the count; a loose inner tolerance makes the outer iteration
-stall).  At the sizes that fit this machine the direct solver is 15--60 times faster
-(``benchmarks/results/jko_step.md``); this option is for memory-bound problems and a
-base for better :math:`S` solvers (all ``-jko_schur_*`` options reach it).  Density
-unknowns only: with log-densities the rows of :math:`S` scale like :math:`\rho` and
-vanish in the tails.
+stall).  At the sizes that fit this machine the direct solver is 15--60 times faster.
+For JKO steps use the transport-sweep preconditioner of
+:mod:`jkoflow.solvers.sweep_preconditioner` instead (the ``"schur"`` preset), which
+never assembles :math:`S` and beats the direct solver from about 25k unknowns.  This
+one is kept for comparison (``"schur-amg"`` preset); all ``-jko_schur_*`` options
+reach its :math:`S` solver.  Density unknowns only: with
+log-densities the rows of :math:`S` scale like :math:`\rho` and vanish in the tails.
 
 Why not an augmented Lagrangian?  Adding :math:`\gamma B^\top_\phi W^{-1}` times the
 continuity rows to the Hamilton--Jacobi rows makes the Schur complement tend to
@@ -55,7 +57,7 @@ continuity rows to the Hamilton--Jacobi rows makes the Schur complement tend to
 \eta\,\Delta s/h^2` does not shrink with :math:`\gamma` (measured: hundreds of GMRES
 iterations even with exact inner solves).
 
-Use it through the ``"schur"`` preset of :mod:`jkoflow.solvers.presets`, i.e.
+Use it through the ``"schur-amg"`` preset of :mod:`jkoflow.solvers.presets`, i.e.
 
 .. code-block:: text
 
@@ -70,7 +72,34 @@ import numpy as np
 from firedrake.petsc import PETSc
 from firedrake.preconditioners.base import PCBase
 
-__all__ = ["TransportSchurPC"]
+__all__ = ["TransportSchurPC", "kkt_transport"]
+
+
+def kkt_transport(pcbase: PCBase, pc):
+    """The :class:`~jkoflow.solvers.BenamouBrenier` solver behind a KKT preconditioner
+    and the assembled Jacobian, after the checks every such preconditioner needs.
+
+    Raises
+    ------
+    ValueError
+        If the solver is not in the application context (``"jko_transport"``), uses
+        log-density unknowns (the Schur complements' rows then scale like
+        :math:`\rho` and vanish in the tails), or the Jacobian is not assembled.
+    """
+    name = type(pcbase).__name__
+    _, P = pc.getOperators()
+    transport = pcbase.get_appctx(pc).get("jko_transport")
+    if transport is None:
+        raise ValueError(f"{name} needs the BenamouBrenier solver in the application "
+                         "context under 'jko_transport'")
+    if transport.variable != "density":
+        raise ValueError(f"{name} needs density unknowns (variable='density'): with "
+                         "log-densities the Schur complement's rows scale like rho and "
+                         "vanish in the tails")
+    if P.getType() == "python":
+        raise ValueError(f"{name} needs an assembled Jacobian (solver parameter "
+                         "'mat_type': 'aij')")
+    return transport, P
 
 
 class TransportSchurPC(PCBase):
@@ -88,18 +117,7 @@ class TransportSchurPC(PCBase):
     needs_python_pmat = False
 
     def initialize(self, pc):
-        _, P = pc.getOperators()
-        transport = self.get_appctx(pc).get("jko_transport")
-        if transport is None:
-            raise ValueError("TransportSchurPC needs the BenamouBrenier solver in the "
-                             "application context under 'jko_transport'")
-        if transport.variable != "density":
-            raise ValueError("TransportSchurPC needs density unknowns (variable='density'): "
-                             "with log-densities the Schur complement's rows scale like rho "
-                             "and vanish in the tails")
-        if P.getType() == "python":
-            raise ValueError("TransportSchurPC needs an assembled Jacobian "
-                             "(solver parameter 'mat_type': 'aij')")
+        transport, P = kkt_transport(self, pc)
         self.N = transport.N
         comm = pc.comm
 
