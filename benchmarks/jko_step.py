@@ -50,20 +50,11 @@ def timing_2d(n, N=4, solver_parameters=None, variable=None):
     res = step.solve(rho0)                      # cold step (compiles the kernels)
     pc = step.solver.snes.ksp.pc
     ctx = pc.getPythonContext() if pc.getType() == "python" else None
-
-    def inner_its():
-        """Inner Krylov iterations so far: block + reduced solves (sweeps) or S solves."""
-        if ctx is None:
-            return 0
-        if hasattr(ctx, "sweep_iterations"):
-            return ctx.sweep_iterations + ctx.reduced_iterations
-        return ctx.inner_iterations
-
-    inner0 = inner_its()
+    inner0 = ctx.inner_iterations if ctx else 0
     t0 = time.perf_counter()
     res2 = step.solve(res.rho)                  # warm step: timed
     dt = time.perf_counter() - t0
-    inner = inner_its() - inner0
+    inner = ctx.inner_iterations - inner0 if ctx else 0
     return step.W.dim(), res2.snes_iterations, res2.linear_iterations, dt, inner
 
 

@@ -226,7 +226,7 @@ class BenamouBrenier(SolverStats):
         # GMRES preconditioned by a null-pivot-tolerant LU, with the null space removed.
         params = preset("direct", snes_linesearch_type="basic" if variable == "density"
                         else "l2") if solver_parameters is None else solver_parameters
-        self._check_preconditioner(solver_parameters)
+        self.check_preconditioner(str((solver_parameters or {}).get("pc_python_type", "")))
         if solver_parameters is None and self.fixed_end:
             params.update(ksp_type="gmres", ksp_rtol=1e-12, ksp_atol=1e-14)
         # The iterative preset's preconditioner reads the field layout from here.
@@ -248,17 +248,22 @@ class BenamouBrenier(SolverStats):
         self._init_stats()
 
     # ---------------------------------------------------------- internals
-    def _check_preconditioner(self, params: dict | None):
-        """Clear errors, at construction, for the KKT preconditioners' requirements
-        (they are checked again when PETSc sets them up from command-line options)."""
-        pc = str((params or {}).get("pc_python_type", ""))
-        if "TransportSchurPC" in pc or "TransportSweepPC" in pc:
-            if self.variable != "density":
-                raise ValueError(f"the iterative KKT solver ({pc.rsplit('.', 1)[-1]}) needs "
-                                 "density unknowns: pass variable='density'")
-        if "TransportSweepPC" in pc and (self.fixed_end or self.degree != 1):
+    def check_preconditioner(self, pc: str):
+        """Raise a clear ``ValueError`` if this problem does not meet the requirements of
+        the KKT preconditioner named ``pc`` (a class name or dotted path; others pass).
+
+        Called at construction with the ``pc_python_type`` solver parameter, and by the
+        preconditioners themselves when PETSc sets them up (command-line options).
+        """
+        name = pc.rsplit(".", 1)[-1]
+        if name in ("TransportSchurPC", "TransportSweepPC") and self.variable != "density":
+            raise ValueError(f"the iterative KKT solver ({name}) needs density unknowns "
+                             "(variable='density'): with log-densities the Schur "
+                             "complement's rows scale like rho and vanish in the tails")
+        if name == "TransportSweepPC" and (self.fixed_end or self.degree != 1):
             raise ValueError("the 'schur' solver (TransportSweepPC) needs a free end density "
-                             "(a JKO step) and P1; use the direct solver otherwise")
+                             "(a JKO step) and P1 (its interior-point duals must be "
+                             "vertex-lumped); use the direct solver otherwise")
 
     def _lagrangian(self, R, P, terminal) -> ufl.Form:
         """The discrete Lagrangian in terms of unknown densities R and potentials P."""

@@ -186,19 +186,18 @@ class W2Geodesic(BenamouBrenier):
         Masses must agree to 1%; the end density is rescaled to the start's mass
         (representation differences, e.g. of :math:`e^{P_1}`, are that small).
 
-        Log-densities may be given instead (``log_rho0``, ``log_rho1``) with the log
-        representation.
+        Log-densities may be given instead (``log_rho0``, ``log_rho1``).
         """
         for ends, rho, log_rho, what in ((self.start, rho0, log_rho0, "start density"),
                                          (self.end, rho1, log_rho1, "end density")):
-            if log_rho is not None and self.variable == "log":
+            if log_rho is not None:
                 self.geometry.check_function(log_rho, what)
                 ends.interpolate(log_rho)
             elif rho is not None:
                 check_density(self.geometry, rho, strictly_positive=True, what=what)
-                ends.interpolate(self.represent(rho))
+                ends.interpolate(ufl.ln(rho))
             else:
-                raise ValueError(f"give the {what} (or its logarithm with variable='log')")
+                raise ValueError(f"give the {what} (or its logarithm)")
         m0, m1 = self.mass(self.start), self.mass(self.end)
         if abs(m0 - m1) > 1e-2 * max(m0, m1):
             raise ValueError(f"a W2 geodesic needs densities of equal mass, got {m0:.12g} "
@@ -207,15 +206,15 @@ class W2Geodesic(BenamouBrenier):
         # interpolation rho0^(1-tau) rho1^tau renormalised to the start's mass (which
         # also removes representation differences, e.g. of exp of a P1 log-density),
         # so tau -> 0 is trivial.
-        target_end = Function(self.V).interpolate(self._log(self.end))
-        log0 = Function(self.V).interpolate(self._log(self.start))
+        target_end = self.end.copy(deepcopy=True)
+        log0 = self.start
 
         def set_tau(tau):
             end_log = Function(self.V).interpolate((1 - tau) * log0 + tau * target_end)
             shift = float(np.log(self.mass(self.start)
                                  / float(assemble(ufl.exp(end_log) * self.dx))))
             end_log.assign(end_log + shift)
-            self.end.interpolate(end_log if self.variable == "log" else ufl.exp(end_log))
+            self.end.assign(end_log)
 
         def trivial_guess():
             guesses = [Function(self.V).interpolate(((self.N - i) * self.start + i * self.end)
@@ -224,10 +223,6 @@ class W2Geodesic(BenamouBrenier):
 
         return self.solve_with_continuation(f"W2 geodesic (N = {self.N})", set_tau, 1.0,
                                             trivial_guess)
-
-    def _log(self, u):
-        """The log-density represented by ``u``."""
-        return u if self.variable == "log" else ufl.ln(u)
 
 
 def wasserstein_distance(rho0: Function, rho1: Function, geometry, N: int = 8,

@@ -82,9 +82,10 @@ def kkt_transport(pcbase: PCBase, pc):
     Raises
     ------
     ValueError
-        If the solver is not in the application context (``"jko_transport"``), uses
-        log-density unknowns (the Schur complements' rows then scale like
-        :math:`\rho` and vanish in the tails), or the Jacobian is not assembled.
+        If the solver is not in the application context (``"jko_transport"``), does
+        not meet the preconditioner's requirements
+        (:meth:`~jkoflow.solvers.BenamouBrenier.check_preconditioner`), or the
+        Jacobian is not assembled.
     """
     name = type(pcbase).__name__
     _, P = pc.getOperators()
@@ -92,10 +93,7 @@ def kkt_transport(pcbase: PCBase, pc):
     if transport is None:
         raise ValueError(f"{name} needs the BenamouBrenier solver in the application "
                          "context under 'jko_transport'")
-    if transport.variable != "density":
-        raise ValueError(f"{name} needs density unknowns (variable='density'): with "
-                         "log-densities the Schur complement's rows scale like rho and "
-                         "vanish in the tails")
+    transport.check_preconditioner(name)
     if P.getType() == "python":
         raise ValueError(f"{name} needs an assembled Jacobian (solver parameter "
                          "'mat_type': 'aij')")

@@ -105,8 +105,10 @@ class TransportSweepPC(PCBase):
 
     The :class:`~jkoflow.solvers.BenamouBrenier` solver puts itself in the
     application context under ``"jko_transport"``.  Counters: :attr:`applications`,
-    :attr:`sweep_iterations` (Krylov iterations of all block solves) and
-    :attr:`reduced_iterations` (of the :math:`\hat X` solves).
+    :attr:`sweep_iterations` (Krylov iterations of all block solves),
+    :attr:`reduced_iterations` (of the :math:`\hat X` solves) and their sum
+    :attr:`inner_iterations` (as :class:`~jkoflow.solvers.preconditioners.TransportSchurPC`
+    counts its inner work).
     """
 
     needs_python_pmat = False
@@ -115,12 +117,6 @@ class TransportSweepPC(PCBase):
 
     def initialize(self, pc):
         tr, P = kkt_transport(self, pc)
-        if tr.fixed_end:
-            raise ValueError("TransportSweepPC needs a free end density (a JKO step); "
-                             "use the direct solver otherwise")
-        if tr.degree != 1:
-            raise ValueError("TransportSweepPC needs P1 (degree=1): its interior-point "
-                             "duals must be vertex-lumped")
         self.N = N = tr.N
         self.tr = tr
         comm = pc.comm
@@ -203,6 +199,11 @@ class TransportSweepPC(PCBase):
             self.ksp_fwd[k].setOperators(self.Bd[k])
             self.ksp_bwd[k].setOperators(self.Bdt[k])
         self.ksp_red.setOperators(self.X)
+
+    @property
+    def inner_iterations(self) -> int:
+        """All inner Krylov iterations: block solves plus reduced solves."""
+        return self.sweep_iterations + self.reduced_iterations
 
     def _central_curvature(self, auz, azz):
         r""":math:`\kappa^{-1}` times the central-path barrier curvature
