@@ -1,10 +1,15 @@
 # jkoflow: `make demo` runs the main demo, `make test` runs lint + serial + 2-rank MPI
-# tests.  Both first make sure the environment exists (.ci/bootstrap-env.sh): the
-# first time on a machine this builds PETSc/Firedrake (~20 min); afterwards seconds.
+# tests (the docs build included), `make docs` builds the documentation.  All first
+# make sure the environments exist: the compiled stack cached per machine
+# (.ci/bootstrap-env.sh: the first time on a machine this builds PETSc/Firedrake,
+# ~25 min; afterwards seconds) and this clone's own light environment .venv on top
+# of it (.ci/clone-env.sh: jkoflow installed editable from this clone, nothing
+# written into the shared stack, so clones never shadow each other).
 
 SHELL := /bin/bash
-ENV := $(shell .ci/bootstrap-env.sh --print-path)
-PY := $(ENV)/bin/python
+STACK := $(shell .ci/bootstrap-env.sh --print-path)
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
 NP ?= 2
 # The main demo; the implicit-bias experiment once it exists, else the sphere heat flow.
 DEMO ?= $(firstword $(wildcard demos/implicit_bias.py) demos/heat_sphere.py)
@@ -23,32 +28,38 @@ export OMPI_MCA_btl_vader_single_copy_mechanism := none
 export FIREDRAKE_DISABLE_OPTIONS_LEFT := 1
 export MPLBACKEND := Agg
 
-.PHONY: env env-path install demo test lint test-serial test-mpi benchmarks clean help
+.PHONY: env env-path stack-path install demo test lint test-serial test-mpi docs benchmarks \
+	clean distclean help
 
 help:
 	@echo "make demo       run the main demo (builds the environment first if needed)"
 	@echo "make test       lint + serial tests + 2-rank MPI tests"
-	@echo "make env        build or check the cached environment"
-	@echo "make -s env-path   print the environment's location"
+	@echo "make docs       build the documentation into docs/_build/html"
+	@echo "make env        build or check the cached stack and this clone's .venv"
+	@echo "make -s env-path   print this clone's environment (.venv; activate it with"
+	@echo "                   '. .venv/bin/activate')"
+	@echo "make -s stack-path print the cached compiled stack's location"
 	@echo "make benchmarks run the benchmarks in benchmarks/"
 
+# The cached stack, then this clone's .venv with jkoflow installed editable (no
+# deps, seconds the first time, nothing afterwards).
 env:
 	@.ci/bootstrap-env.sh
+	@.ci/clone-env.sh
 
 env-path:
-	@echo $(ENV)
+	@echo $(VENV)
 
-# jkoflow itself is installed editable (no deps, seconds) into the cached
-# environment, pointing at this clone.
+stack-path:
+	@echo $(STACK)
+
 install: env
-	@$(PY) -m pip install --no-input --disable-pip-version-check -q --no-deps \
-	    --no-build-isolation -e . >/dev/null
 
 demo: install
 	$(PY) $(DEMO) $(DEMO_ARGS)
 
 lint: install
-	$(PY) -m flake8 solvers meshes demos tests benchmarks
+	$(PY) -m flake8 solvers meshes demos tests benchmarks docs
 
 test-serial: install
 	$(PY) -m pytest -m "not parallel" $(PYTEST_ARGS) $(TESTS)
@@ -58,8 +69,18 @@ test-mpi: install
 
 test: lint test-serial test-mpi
 
+# Warnings are errors; tests/test_docs.py runs the same build in `make test-serial`.
+docs: install
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
 benchmarks: install
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf out build *.egg-info .pytest_cache
+	rm -rf out build *.egg-info .pytest_cache docs/_build docs/demos/generated \
+	    docs/api/generated
+
+# Also forget this clone's environment (the cached stack stays).
+distclean: clean
+	rm -rf .venv .venv.lock
