@@ -30,7 +30,6 @@ to :math:`\pi` at :math:`T`, which shrink with the mesh.
 Output in ``out/fokker_planck_chart``: ``fokker_planck_chart.pvd`` and
 ``fokker_planck_chart.png``.
 """
-import argparse
 import math
 import os
 import sys
@@ -38,13 +37,14 @@ import time
 
 import numpy as np
 import ufl
-from firedrake import COMM_WORLD, Function, FunctionSpace
+from firedrake import Function, FunctionSpace
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import stereographic_hemisphere
 from jkoflow.solvers import TimeSeries, VTKOutput, WassersteinGradientFlow, kl
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cli  # noqa: E402
 import _plotting  # noqa: E402
 
 
@@ -87,38 +87,34 @@ def main(args):
                     f"{kl_t[-1]:.3e}, ||rho - pi||_L1(dvol) = {l1[0]:.3e} -> {l1[-1]:.3e}")
     PETSc.Sys.Print(f"KL decreasing: {bool(np.all(np.diff(kl_t) <= 1e-13))}")
 
-    # Figure: KL, L1 distance and mass drift (rank 0); in serial rho(T) and rho - pi.
-    spatial = _plotting.serial()
-    if COMM_WORLD.rank == 0:
-        import matplotlib
-        matplotlib.use("Agg")
+    # Figure: KL, L1 distance and mass drift; rho(T) and rho - pi, gathered from all
+    # ranks first (collective), then drawn by rank 0.
+    rho_T = _plotting.vertex_data(flow.rho)
+    diff = _plotting.vertex_data(Function(Vh).interpolate(flow.rho_expr - pi))
+    if _plotting.on_root():
         import matplotlib.pyplot as plt
-        fig = plt.figure(figsize=(15 if spatial else 6, 4.5))
-        ax = fig.add_subplot(1, 3 if spatial else 1, 1)
+        fig = plt.figure(figsize=(15, 4.5))
+        ax = fig.add_subplot(1, 3, 1)
         ax.semilogy(t, np.maximum(kl_t, 1e-16), "-", label=r"KL$(\rho\,\|\,\pi)$")
         ax.semilogy(t, l1, "--", label=r"$\|\rho-\pi\|_{L^1}$")
         ax.semilogy(t, np.maximum(np.abs(mass - mass[0]), 1e-17), ":",
                     label="|mass drift|")
         ax.set_xlabel("t")
-        ax.set_title(rf"Fokker--Planck on the hemisphere chart, $\kappa = {args.kappa:g}$")
+        ax.set_title(rf"Fokker–Planck on the hemisphere chart, $\kappa = {args.kappa:g}$")
         ax.legend()
-    if spatial:
         ax2 = fig.add_subplot(1, 3, 2)
-        fig.colorbar(_plotting.plot_chart(ax2, flow.rho, title=rf"$\rho$ at t = {args.T:g}"),
-                     ax=ax2)
+        _plotting.colorbar(fig, _plotting.plot_chart(ax2, rho_T,
+                                                     title=rf"$\rho$ at t = {args.T:g}"), ax2)
         ax3 = fig.add_subplot(1, 3, 3)
-        diff = Function(Vh).interpolate(flow.rho_expr - pi)
         im = _plotting.plot_chart(ax3, diff, cmap="RdBu_r", title=r"$\rho - \pi$",
                                   symmetric=True)
-        fig.colorbar(im, ax=ax3)
-    if COMM_WORLD.rank == 0:
+        _plotting.colorbar(fig, im, ax3)
         _plotting.save(fig, os.path.join(args.output, "fokker_planck_chart.png"))
     PETSc.Sys.Print(f"wrote {args.output}/fokker_planck_chart.png and .pvd files")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _cli.parser(__doc__)
     p.add_argument("--refinement", type=int, default=4, help="disk refinement (8*4^k cells)")
     p.add_argument("--degree", type=int, default=2, help="Lagrange degree")
     p.add_argument("--kappa", type=float, default=3.0, help="V = -kappa x_3")
@@ -127,7 +123,7 @@ def parse_args(argv=None):
     p.add_argument("--stages", type=int, default=3, help="Radau IIA stages")
     p.add_argument("--cheap", action="store_true", help="quick run for the tests")
     p.add_argument("--output", default="out/fokker_planck_chart", help="output directory")
-    args, _ = p.parse_known_args(argv)
+    args = _cli.parse(p, argv)   # PETSc options (-wgf_...) pass through to PETSc
     if args.cheap:
         args.refinement, args.degree, args.T, args.dt, args.stages = 2, 1, 2.0, 0.25, 2
     return args

@@ -29,7 +29,6 @@ and level off at the distance between their own discrete equilibrium and :math:`
 Output in ``out/fokker_planck_torus``: ``fokker_planck_torus_wgf.pvd``,
 ``fokker_planck_torus_jko.pvd`` and ``fokker_planck_torus.png``.
 """
-import argparse
 import math
 import os
 import sys
@@ -37,13 +36,14 @@ import time
 
 import numpy as np
 import ufl
-from firedrake import COMM_WORLD, Function, FunctionSpace
+from firedrake import Function, FunctionSpace
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import torus
 from jkoflow.solvers import JKOScheme, TimeSeries, VTKOutput, WassersteinGradientFlow, kl
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cli  # noqa: E402
 import _plotting  # noqa: E402
 
 
@@ -103,38 +103,36 @@ def main(args):
                     f"{max(abs(e['mass'] - h[0]['mass']) for e in h):.1e}, KL decreasing: "
                     f"{bool(np.all(np.diff(kl_jko) < 0))}, {time.perf_counter() - tic:.1f} s")
 
-    # Figure (rank 0): KL against time; in serial also rho(T) and pi on the torus.
-    spatial = _plotting.serial()
-    if COMM_WORLD.rank == 0:
-        import matplotlib
-        matplotlib.use("Agg")
+    # Figure: KL against time, rho(T) and pi on the torus on one colour scale (the
+    # fields are gathered from all ranks first, collectively; rank 0 draws).
+    pi_h = Function(Vh).interpolate(pi)
+    fields = [(_plotting.vertex_data(flow.rho), rf"WGF $\rho$ at t = {args.T:g}"),
+              (_plotting.vertex_data(pi_h), r"equilibrium $\pi = e^{-V}/Z$")]
+    if _plotting.on_root():
         import matplotlib.pyplot as plt
-        fig = plt.figure(figsize=(15 if spatial else 6, 4.5))
-        ax = fig.add_subplot(1, 3 if spatial else 1, 1)
+        fig = plt.figure(figsize=(15, 4.5))
+        ax = fig.add_subplot(1, 3, 1)
         ax.semilogy(t, kl_wgf, "-", label="WGF (Radau IIA)")
         ax.semilogy(tk, kl_jko, "s--", ms=4, label=rf"JKO $\eta={args.eta:g}$")
         ax.set_xlabel("t")
         ax.set_ylabel(r"KL$(\rho_t\,\|\,\pi)$")
-        ax.set_title(rf"Fokker--Planck on a torus, $V=-{args.kappa:g}x_1$")
+        ax.set_title(rf"Fokker–Planck on a torus, $V=-{args.kappa:g}x_1$")
         ax.legend()
-    if spatial:
-        rho_T = flow.rho
-        pi_h = Function(Vh).interpolate(pi)
-        vmin, vmax = float(pi_h.dat.data_ro.min()), float(pi_h.dat.data_ro.max())
-        for i, (f, title) in enumerate(((rho_T, rf"WGF $\rho$ at t = {args.T:g}"),
-                                        (pi_h, r"equilibrium $\pi = e^{-V}/Z$"))):
+        vmin = min(d.values.min() for d, _ in fields)
+        vmax = max(d.values.max() for d, _ in fields)
+        axes = []
+        for i, (d, title) in enumerate(fields):
             ax3 = fig.add_subplot(1, 3, i + 2, projection="3d")
-            sm = _plotting.plot_surface(ax3, f, title=title, vmin=vmin, vmax=vmax)
+            sm = _plotting.plot_surface(ax3, d, title=title, vmin=vmin, vmax=vmax)
             ax3.view_init(elev=45, azim=-60)
-        fig.colorbar(sm, ax=ax3, shrink=0.6)
-    if COMM_WORLD.rank == 0:
+            axes.append(ax3)
+        _plotting.colorbar(fig, sm, axes)
         _plotting.save(fig, os.path.join(args.output, "fokker_planck_torus.png"))
     PETSc.Sys.Print(f"wrote {args.output}/fokker_planck_torus.png and .pvd files")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _cli.parser(__doc__)
     p.add_argument("--n-major", type=int, default=32, help="cells around the core circle")
     p.add_argument("--n-minor", type=int, default=16, help="cells around the tube")
     p.add_argument("--degree", type=int, default=2, help="WGF Lagrange degree")
@@ -146,7 +144,7 @@ def parse_args(argv=None):
     p.add_argument("--N", type=int, default=4, help="slices per JKO step")
     p.add_argument("--cheap", action="store_true", help="quick run for the tests")
     p.add_argument("--output", default="out/fokker_planck_torus", help="output directory")
-    args, _ = p.parse_known_args(argv)
+    args = _cli.parse(p, argv)   # PETSc options (-wgf_..., -jko_...) pass through
     if args.cheap:
         args.n_major, args.n_minor, args.degree = 16, 8, 1
         args.T, args.dt, args.stages, args.eta, args.N = 1.5, 0.25, 2, 0.5, 2

@@ -30,7 +30,6 @@ angle should grow linearly in :math:`s`.
 Output in ``out/geodesic_sphere``: ``geodesic_sphere.pvd`` (the slices as a series
 in :math:`s`) and ``geodesic_sphere.png``.
 """
-import argparse
 import math
 import os
 import sys
@@ -38,13 +37,14 @@ import time
 
 import numpy as np
 import ufl
-from firedrake import COMM_WORLD, Function, FunctionSpace, VTKFile
+from firedrake import Function, FunctionSpace, VTKFile
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import sphere
 from jkoflow.solvers import W2Geodesic
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cli  # noqa: E402
 import _plotting  # noqa: E402
 
 
@@ -101,14 +101,13 @@ def main(args):
     PETSc.Sys.Print(f"bracket: |mean_0 - mean_1| = {lower:.5f} <= W2 = {W2:.5f} <= rotation "
                     f"bound {bound:.5f};  end mass {result.mass:.15f}")
 
-    # Figure: the angle against s (rank 0); in serial, slices on the sphere.
-    spatial = _plotting.serial()
+    # Figure: the angle against s and a few slices on the sphere, on one colour
+    # scale (gathered from all ranks first, collectively; rank 0 draws).
     shown = list(range(0, args.N + 1, max(1, args.N // 4)))
-    if COMM_WORLD.rank == 0:
-        import matplotlib
-        matplotlib.use("Agg")
+    data = [_plotting.vertex_data(result.slices[k]) for k in shown]
+    if _plotting.on_root():
         import matplotlib.pyplot as plt
-        ncol = 1 + (len(shown) if spatial else 0)
+        ncol = 1 + len(shown)
         fig = plt.figure(figsize=(3.6 * ncol + 1, 4))
         ax = fig.add_subplot(1, ncol, 1)
         ax.plot(s, angles, "o-", label="centre of mass")
@@ -117,28 +116,27 @@ def main(args):
         ax.set_ylabel("angle from $e_0$")
         ax.set_title(rf"$W_2$ = {W2:.4f}, $\theta$ = {theta:.4f}")
         ax.legend()
-    if spatial:
-        vmax = max(float(r.dat.data_ro.max()) for r in result.slices)
-        for j, k in enumerate(shown):
+        vmax = max(d.values.max() for d in data)
+        axes = []
+        for j, (k, d) in enumerate(zip(shown, data)):
             ax3 = fig.add_subplot(1, ncol, j + 2, projection="3d")
-            _plotting.plot_surface(ax3, result.slices[k], vmin=0, vmax=vmax,
-                                   title=f"s = {s[k]:.2f}")
+            sm = _plotting.plot_surface(ax3, d, vmin=0, vmax=vmax, title=f"s = {s[k]:.2f}")
             ax3.view_init(elev=10, azim=-90)
-    if COMM_WORLD.rank == 0:
+            axes.append(ax3)
+        _plotting.colorbar(fig, sm, axes, label=r"$\rho_s$")
         _plotting.save(fig, os.path.join(args.output, "geodesic_sphere.png"))
     PETSc.Sys.Print(f"wrote {args.output}/geodesic_sphere.png and .pvd files")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _cli.parser(__doc__)
     p.add_argument("--refinement", type=int, default=3, help="icosahedral refinement level")
     p.add_argument("--kappa", type=float, default=6.0, help="concentration of the bumps")
     p.add_argument("--angle", type=float, default=60.0, help="angle between centres (deg)")
     p.add_argument("--N", type=int, default=8, help="transport-time slices")
     p.add_argument("--cheap", action="store_true", help="quick run for the tests")
     p.add_argument("--output", default="out/geodesic_sphere", help="output directory")
-    args, _ = p.parse_known_args(argv)
+    args = _cli.parse(p, argv)   # PETSc options (-geodesic_...) pass through to PETSc
     if args.cheap:
         args.refinement, args.N, args.kappa = 2, 4, 4.0
     return args

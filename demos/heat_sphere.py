@@ -27,14 +27,13 @@ through).  Output in ``out/heat_sphere``: ``heat_sphere_wgf.pvd`` (WGF density a
 log-density), ``heat_sphere_jko.pvd`` (JKO iterates for the largest :math:`\eta`) and
 ``heat_sphere.png`` (amplitude against time and the final density).
 """
-import argparse
 import math
 import os
 import sys
 import time
 
 import numpy as np
-from firedrake import COMM_WORLD, Function, FunctionSpace, assemble
+from firedrake import Function, FunctionSpace, assemble
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import sphere
@@ -42,6 +41,7 @@ from jkoflow.solvers import (JKOScheme, TimeSeries, VTKOutput, WassersteinGradie
                              entropy)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cli  # noqa: E402
 import _plotting  # noqa: E402
 
 
@@ -124,16 +124,13 @@ def main(args):
         PETSc.Sys.Print(f"JKO error order between eta = {e1:g} and {e2:g}: "
                         f"{math.log(a / b) / math.log(e1 / e2):.2f}")
 
-    # Rank 0 draws the figure: amplitudes are global numbers; the density snapshot
-    # reads local mesh data, so it is drawn only in serial.
-    rho_T = flow.rho
-    if COMM_WORLD.rank == 0:
-        import matplotlib
-        matplotlib.use("Agg")
+    # Rank 0 draws the figure: amplitudes are global numbers; the density snapshot is
+    # gathered from all ranks first (collective), so the figure is the same in parallel.
+    rho_T = _plotting.vertex_data(flow.rho)
+    if _plotting.on_root():
         import matplotlib.pyplot as plt
-        spatial = _plotting.serial()
-        fig = plt.figure(figsize=(11 if spatial else 6, 4.5))
-        ax = fig.add_subplot(1, 2 if spatial else 1, 1)
+        fig = plt.figure(figsize=(11, 4.5))
+        ax = fig.add_subplot(1, 2, 1)
         tt = np.linspace(0, args.T, 200)
         ax.semilogy(tt, exact(tt), "k-", label=r"exact $\varepsilon e^{-2t}$")
         ax.semilogy(t, amp, "o", ms=3, mfc="none", label="WGF (Radau IIA, P2)")
@@ -143,18 +140,15 @@ def main(args):
         ax.set_ylabel(r"$x_3$-mode amplitude $A(t)$")
         ax.set_title("Heat flow on $S^2$")
         ax.legend()
-    if _plotting.serial():
         ax3 = fig.add_subplot(1, 2, 2, projection="3d")
         sm = _plotting.plot_surface(ax3, rho_T, title=f"WGF density at t = {args.T:g}")
-        fig.colorbar(sm, ax=ax3, shrink=0.7)
-    if COMM_WORLD.rank == 0:
+        _plotting.colorbar(fig, sm, ax3)
         _plotting.save(fig, os.path.join(args.output, "heat_sphere.png"))
     PETSc.Sys.Print(f"wrote {args.output}/heat_sphere.png and .pvd files")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _cli.parser(__doc__)
     p.add_argument("--refinement", type=int, default=3, help="icosahedral refinement level")
     p.add_argument("--eps", type=float, default=0.5, help="initial mode amplitude")
     p.add_argument("--T", type=float, default=1.0, help="final time")
@@ -166,8 +160,8 @@ def parse_args(argv=None):
     p.add_argument("--cheap", action="store_true",
                    help="quick run for the tests (coarse mesh, few steps)")
     p.add_argument("--output", default="out/heat_sphere", help="output directory")
-    # PETSc options (-wgf_..., -jko_...) are read by PETSc itself: ignore them here.
-    args, _ = p.parse_known_args(argv)
+    # PETSc options (-wgf_..., -jko_...) are read by PETSc itself; others are errors.
+    args = _cli.parse(p, argv)
     if args.cheap:
         args.refinement, args.T, args.dt, args.stages = 2, 0.4, 0.1, 2
         args.eta, args.N = [0.2, 0.1], 2

@@ -84,20 +84,20 @@ for a fast check on coarse meshes (two step sizes per case, about a minute), or
 ``mpiexec -n 2 python demos/implicit_bias.py``.  PETSc options reach the solvers:
 ``-jko_snes_monitor``, ``-wgf_snes_converged_reason``, ``-jkoflow_snes_monitor``.
 """
-import argparse
 import os
 import sys
 import time
 
 import numpy as np
 import ufl
-from firedrake import COMM_WORLD, Function, FunctionSpace, SpatialCoordinate, VTKFile, assemble
+from firedrake import COMM_WORLD, Function, FunctionSpace, VTKFile, assemble
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import disk, interval, sphere
 from jkoflow.solvers import JKOFlow, JKOScheme, WassersteinGradientFlow, kl
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cli  # noqa: E402
 import _plotting  # noqa: E402
 
 CASES = ("interval", "disk", "sphere")
@@ -232,62 +232,61 @@ def experiment(name, args, out):
             "disc": (err_N, err_dt, err_h), "fields": fields, "geom": geom, "eta": eta}
 
 
-# The figure: the log-log plot of both distances against eta and, in serial (spatial
-# plots read the local mesh), one row per case: the JKO density at T, the implicit
-# bias rho_JKO - rho_WGF (O(eta)) and the JKO-Flow's prediction of it,
-# rho_JKOFlow - rho_WGF, on one colour scale: they agree to O(eta^2).
-def nodal_profile(f):
-    """Sorted node coordinates and values of a function on an interval."""
-    x = Function(f.function_space()).interpolate(SpatialCoordinate(f.function_space().mesh())[0])
-    order = np.argsort(x.dat.data_ro)
-    return x.dat.data_ro[order], f.dat.data_ro[order]
-
-
-def plot_row(fig, gs, row, name, r):
+# The figure: the log-log plot of both distances against eta and one row per case:
+# the JKO density at T, the implicit bias rho_JKO - rho_WGF (O(eta)) and the
+# JKO-Flow's prediction of it, rho_JKOFlow - rho_WGF, on one colour scale: they agree
+# to O(eta^2).  The fields are gathered to rank 0 first (collective), so the figure
+# is the same under MPI.
+def gather_row(r):
     rho_jko, rho_wgf, rho_flow = r["fields"]
     space = rho_jko.function_space()
     bias = Function(space).interpolate(rho_jko - rho_wgf)
     pred = Function(space).interpolate(rho_flow - rho_wgf)
-    lim = float(max(abs(bias.dat.data_ro).max(), abs(pred.dat.data_ro).max()))
+    if r["geom"].gdim == 1:
+        return [_plotting.nodal_profile(f) for f in (*r["fields"], bias, pred)]
+    return [_plotting.vertex_data(f) for f in (rho_jko, bias, pred)]
+
+
+def plot_row(fig, gs, row, name, r, data):
     eta = f"$\\eta$ = {r['eta']:.3g}"
     if r["geom"].gdim == 1:
         ax = fig.add_subplot(gs[row, 1])
-        for f in r["fields"]:
-            ax.plot(*nodal_profile(f), label=f.name())
+        for f, (x, v) in zip(r["fields"], data[:3]):
+            ax.plot(x, v, label=f.name())
         ax.legend(fontsize=7)
         ax.set_title(f"{name}: densities at T")
         ax = fig.add_subplot(gs[row, 2:])
-        ax.plot(*nodal_profile(bias), label="JKO - WGF")
-        ax.plot(*nodal_profile(pred), "--", label="JKO-Flow - WGF")
+        ax.plot(*data[3], label="JKO - WGF")
+        ax.plot(*data[4], "--", label="JKO-Flow - WGF")
         ax.legend(fontsize=7)
         ax.set_title(f"{name}: implicit bias at T, {eta}")
         return
     surface = r["geom"].gdim == 3
     kw = {"projection": "3d"} if surface else {}
-    panels = [(rho_jko, f"{name}: JKO density at T", "viridis", None),
-              (bias, f"JKO - WGF, {eta}", "RdBu_r", lim),
-              (pred, "JKO-Flow - WGF", "RdBu_r", lim)]
-    for col, (f, title, cmap, a) in enumerate(panels, start=1):
+    lim = float(max(abs(data[1].values).max(), abs(data[2].values).max()))
+    panels = [(data[0], f"{name}: JKO density at T", "viridis", None),
+              (data[1], f"JKO - WGF, {eta}", "RdBu_r", lim),
+              (data[2], "JKO-Flow - WGF", "RdBu_r", lim)]
+    for col, (d, title, cmap, a) in enumerate(panels, start=1):
         ax = fig.add_subplot(gs[row, col], **kw)
+        vmin, vmax = (None, None) if a is None else (-a, a)
         if surface:
-            sm = _plotting.plot_surface(ax, f, cmap=cmap, title=title,
-                                        vmin=None if a is None else -a,
-                                        vmax=None if a is None else a)
+            sm = _plotting.plot_surface(ax, d, cmap=cmap, title=title, vmin=vmin, vmax=vmax)
         else:
-            sm = _plotting.plot_chart(ax, f, cmap=cmap, title=title, symmetric=a is not None)
-            if a is not None:
-                sm.set_clim(-a, a)
-        fig.colorbar(sm, ax=ax, shrink=0.7)
+            sm = _plotting.plot_chart(ax, d, cmap=cmap, title=title, vmin=vmin, vmax=vmax)
+        _plotting.colorbar(fig, sm, ax)
 
 
 def plot(results, out):
+    data = {name: gather_row(r) for name, r in results.items()}
+    if not _plotting.on_root():
+        return
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
     names = list(results)
-    spatial = _plotting.serial()
-    rows = len(names) if spatial else 1
-    fig = plt.figure(figsize=(17 if spatial else 6, 4 * rows))
-    gs = fig.add_gridspec(rows, 4 if spatial else 1)
+    rows = len(names)
+    fig = plt.figure(figsize=(18, 4 * rows))
+    gs = fig.add_gridspec(rows, 4, wspace=0.35)
     ax = fig.add_subplot(gs[:, 0])
     for i, name in enumerate(names):
         r = results[name]
@@ -303,13 +302,9 @@ def plot(results, out):
     ax.set_ylabel(r"$L^1$ distance at $T$")
     ax.legend(fontsize=7)
     ax.set_title("implicit bias of JKO")
-    if spatial:
-        for row, name in enumerate(names):
-            plot_row(fig, gs, row, name, results[name])
-    if COMM_WORLD.rank == 0:
-        _plotting.save(fig, os.path.join(out, "implicit_bias.png"))
-    else:
-        plt.close(fig)
+    for row, name in enumerate(names):
+        plot_row(fig, gs, row, name, results[name], data[name])
+    _plotting.save(fig, os.path.join(out, "implicit_bias.png"))
 
 
 def main(args):
@@ -328,8 +323,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="JKO vs WGF vs JKO-Flow: the O(eta^2) "
-                                     "implicit bias on meshes.")
+    parser = _cli.parser(__doc__)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES,
                         help="which experiments to run (default: all)")
     parser.add_argument("--steps", nargs="+", type=int, default=None,
@@ -340,7 +334,7 @@ if __name__ == "__main__":
     parser.add_argument("--cheap", action="store_true",
                         help="coarse meshes, two step sizes per case (for the tests)")
     parser.add_argument("--output", default="out/implicit_bias")
-    args, _ = parser.parse_known_args()   # leave PETSc options to PETSc
+    args = _cli.parse(parser)   # PETSc options (-jko_..., -wgf_..., ...) pass through
     if args.steps is not None and (len(set(args.steps)) < 2 or min(args.steps) < 1):
         parser.error(f"--steps needs at least two distinct positive numbers of steps (a "
                      f"slope is fitted), got {args.steps}")

@@ -27,10 +27,9 @@ variational inequality) and restores the mass.  Printed: the :math:`L^2` and
 mass drift and the energy decay.
 
 Output in ``out/porous_medium_disk``: ``porous_medium_disk.pvd`` and
-``porous_medium_disk.png`` (energy against the exact energy, and in serial the
-radial profile and the density).
+``porous_medium_disk.png`` (energy against the exact energy, the radial profile
+and the density).
 """
-import argparse
 import math
 import os
 import sys
@@ -38,13 +37,14 @@ import time
 
 import numpy as np
 import ufl
-from firedrake import COMM_WORLD, Function, FunctionSpace
+from firedrake import Function, FunctionSpace
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import disk
 from jkoflow.solvers import TimeSeries, VTKOutput, WassersteinGradientFlow, porous_medium
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cli  # noqa: E402
 import _plotting  # noqa: E402
 
 
@@ -102,42 +102,38 @@ def main(args):
                     f"correction per step {corr.max():.1e}), energy decreasing: "
                     f"{bool(np.all(np.diff(energy) <= 1e-14))}")
 
-    # Figure: energy against the exact one (rank 0); radial profile and density (serial).
-    spatial = _plotting.serial()
-    if COMM_WORLD.rank == 0:
-        import matplotlib
-        matplotlib.use("Agg")
+    # Figure: energy against the exact one, the radial profile and the density (the
+    # density is gathered from all ranks first, collectively; rank 0 draws).
+    rho_T = _plotting.vertex_data(flow.rho)
+    if _plotting.on_root():
         import matplotlib.pyplot as plt
-        fig = plt.figure(figsize=(15 if spatial else 6, 4.5))
-        ax = fig.add_subplot(1, 3 if spatial else 1, 1)
+        fig = plt.figure(figsize=(15, 4.5))
+        ax = fig.add_subplot(1, 3, 1)
         ax.plot(t, series["exact_energy"], "k-", label="exact (Barenblatt)")
         ax.plot(t, energy, "o", ms=3, mfc="none", label="WGF, bounded form")
         ax.set_xlabel("t")
         ax.set_ylabel(r"$J(\rho) = \int\rho^m/(m-1)$")
         ax.set_title(f"Porous medium, m = {m:g}")
         ax.legend()
-    if spatial:
-        X, _, v = _plotting.vertex_data(flow.rho)
-        r = np.linalg.norm(X, axis=1)
+        r = np.linalg.norm(rho_T.X, axis=1)
         rr = np.linspace(0, args.radius, 400)
         ex = args.T ** -alpha * np.maximum(C - k * rr ** 2 * args.T ** (-alpha), 0) ** (1 / (m - 1))
         ax2 = fig.add_subplot(1, 3, 2)
-        ax2.plot(r, v, ".", ms=2, label=f"WGF nodes, t = {args.T:g}")
+        ax2.plot(r, rho_T.values, ".", ms=2, label=f"WGF nodes, t = {args.T:g}")
         ax2.plot(rr, ex, "k-", lw=1, label="exact")
         ax2.set_xlabel("|x|")
         ax2.set_ylabel(r"$\rho$")
+        ax2.set_title("radial profile")
         ax2.legend()
         ax3 = fig.add_subplot(1, 3, 3)
-        fig.colorbar(_plotting.plot_chart(ax3, flow.rho, title=rf"$\rho$ at t = {args.T:g}"),
-                     ax=ax3)
-    if COMM_WORLD.rank == 0:
+        _plotting.colorbar(fig, _plotting.plot_chart(ax3, rho_T,
+                                                     title=rf"$\rho$ at t = {args.T:g}"), ax3)
         _plotting.save(fig, os.path.join(args.output, "porous_medium_disk.png"))
     PETSc.Sys.Print(f"wrote {args.output}/porous_medium_disk.png and .pvd files")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _cli.parser(__doc__)
     p.add_argument("--refinement", type=int, default=5, help="disk refinement (8*4^k cells)")
     p.add_argument("--radius", type=float, default=1.5, help="disk radius")
     p.add_argument("--degree", type=int, default=1, help="Lagrange degree")
@@ -149,7 +145,7 @@ def parse_args(argv=None):
     p.add_argument("--stages", type=int, default=2, help="Radau IIA stages")
     p.add_argument("--cheap", action="store_true", help="quick run for the tests")
     p.add_argument("--output", default="out/porous_medium_disk", help="output directory")
-    args, _ = p.parse_known_args(argv)
+    args = _cli.parse(p, argv)   # PETSc options (-wgf_...) pass through to PETSc
     if args.cheap:
         args.refinement, args.T, args.dt = 3, 1.5, 0.1
     return args

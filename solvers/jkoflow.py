@@ -11,7 +11,7 @@ modified energy
     g = \frac{\delta J}{\delta\rho} = U'(\rho) + V,
 
 i.e. :math:`\partial_t\rho = \operatorname{div}_g(\rho\nabla_g\mu)` with the chemical
-potential (see MATH.md §3)
+potential (derived in docs/maths/implicit_bias.rst)
 
 .. math::
 
@@ -35,7 +35,7 @@ rate of the linearised discrete operator (:mod:`jkoflow.solvers.stability`) and 
 :class:`UnstableFormError` (rate, critical mesh size, alternatives) if it exceeds
 ``growth_tol`` (default 0), unless ``allow_unstable=True``.
 
-``"pseudo-parabolic"`` (default) -- MATH.md §4: the rate :math:`\operatorname{div}
+``"pseudo-parabolic"`` (default; docs/maths/implicit_bias.rst): the rate :math:`\operatorname{div}
 (\rho\nabla g)` inside :math:`\mu^\eta` is replaced by the actual rate
 :math:`\partial_t\rho` (equal up to :math:`O(\eta)`, so the flow stays
 :math:`O(\eta^2)`-close to JKO):

@@ -3,7 +3,7 @@ r"""Linear stability of the JKO-Flow discretisations: growth rates and critical 
 The truncated JKO-Flow (``form="fisher"``) is backward parabolic at fourth order:
 linearised at a constant state with :math:`D = \rho U''(\rho)` it reads
 :math:`\partial_t u = -D\,\kappa\,u + \frac{\eta}{2}D^2\kappa^2 u` on a mode with
-:math:`|k|^2 = \kappa`, so every mode with :math:`D\kappa > 2/\eta` grows (MATH.md §4).
+:math:`|k|^2 = \kappa`, so every mode with :math:`D\kappa > 2/\eta` grows (docs/maths/implicit_bias.rst).
 A mesh resolves :math:`\kappa` up to the largest eigenvalue :math:`\kappa_h \sim C/h^2`
 of its discrete Laplacian (:math:`C = 12` for uniform P1 in 1D, so the critical mesh
 size is :math:`h_c = \sqrt{6\eta}`, close to the rule of thumb :math:`\pi\sqrt{\eta/2}`).

@@ -1,8 +1,8 @@
 """Energies: values, first variations, metric curvature I_J and its first variation.
 
-Every built-in is compared with hand-derived formulas (MATH.md sections 1 and 3) on the
-unit square with a smooth density whose flux has zero normal component, so that the
-weak first variation of I_J (UFL's ``derivative``) equals the strong formula.
+Every built-in is compared with hand-derived formulas (docs/maths/setting.rst,
+implicit_bias.rst) on the unit square with a smooth density whose flux has zero
+normal component, so that the weak first variation of I_J (UFL's ``derivative``) equals the strong formula.
 """
 import numpy as np
 import pytest
@@ -46,7 +46,7 @@ def test_first_variation_and_curvature_match_hand_formulas(name):
     geom = unit_square(6)
     rho, V = fields(geom)
     energy, _, g_hand = builtins(geom, V)[name]
-    # dJ/drho from UFL equals the table of MATH.md section 1
+    # dJ/drho from UFL equals the table in docs/maths/setting.rst
     g = energy.first_variation(rho)
     assert l2(geom, g - g_hand(rho)) < 1e-12 * l2(geom, g_hand(rho))
     # J itself

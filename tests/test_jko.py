@@ -1,4 +1,4 @@
-"""The JKO step solver against exact solutions (MATH.md §2, §5).
+"""The JKO step solver against exact solutions (docs/maths/jko.rst, reference_solutions.rst).
 
 * the exact 1D Gaussian JKO recursion for KL to N(0, 1): errors at k = 1, 2, 5, 10,
   order 2 in the number of transport-time slices N and in h;
@@ -23,7 +23,8 @@ A, ETA, M0, S0 = 1.0, 0.1, 2.0, 0.25       # V = a x^2/2, step, initial mean, va
 
 
 def exact_gaussian_jko(k, eta=ETA, m=M0, s2=S0, a=A):
-    """Closed-form JKO recursion for Gaussians (MATH.md §5): mean, variance after k steps."""
+    """Closed-form JKO recursion for Gaussians (docs/maths/reference_solutions.rst):
+    mean, variance after k steps."""
     s = s2 ** 0.5
     for _ in range(k):
         m = m / (1 + a * eta)

@@ -1,8 +1,9 @@
 """The JKO-Flow solver (issue 6) against exact solutions and the JKO scheme.
 
-* The chemical potential derived by UFL equals the paper's formula (MATH.md 3).
-* Ornstein--Uhlenbeck Gaussians (MATH.md 5), both forms, 1D and 2D: orders in dt
-  (P2, where the log-density is exact) and in h (P1); the P2 error is far below the
+* The chemical potential derived by UFL equals the paper's formula
+  (docs/maths/implicit_bias.rst).
+* Ornstein--Uhlenbeck Gaussians (docs/maths/reference_solutions.rst), both forms, 1D
+  and 2D: orders in dt (P2, where the log-density is exact) and in h (P1); the P2 error is far below the
   distance to the other models' ODEs, so the solver solves *its* equation.
 * The stability check: exact growth rate and critical mesh size on a constant state,
   flags fine and passes coarse meshes (1D, 2D, Gaussians), the predicted growth is
@@ -39,7 +40,8 @@ A2, M2, S2, BOX2 = (1.0, 0.75), (1.0, -0.5), (2.0, 2.0), (-9.0, 9.5)
 
 # ------------------------------------------------------------- references
 def gaussian_ode(form, eta, a=A, m0=M0, s0=S0, t=T):
-    """(m, S) at time t for the WGF (eta = 0) and both JKO-Flow forms (MATH.md 5)."""
+    """(m, S) at time t for the WGF (eta = 0) and both JKO-Flow forms
+    (docs/maths/reference_solutions.rst)."""
     def rhs(_, y):
         m, S = y
         b = a - 1 / S
@@ -51,7 +53,7 @@ def gaussian_ode(form, eta, a=A, m0=M0, s0=S0, t=T):
 
 
 def jko_gaussian(eta, n, a=A, m0=M0, s0=S0):
-    """The exact JKO recursion for Gaussians (MATH.md 5): (m_n, s_n)."""
+    """The exact JKO recursion for Gaussians (docs/maths/reference_solutions.rst): (m_n, s_n)."""
     m, s = m0, math.sqrt(s0)
     for _ in range(n):
         m = m / (1 + a * eta)
@@ -340,7 +342,7 @@ def test_jko_minus_jkoflow_is_eta_squared_1d():
     assert np.all(np.abs(slopes["wgf"] - 1) < 0.1), slopes
     assert np.all(slopes["pseudo-parabolic"] > 1.85), slopes
     assert np.all(slopes["fisher"] > 1.9), slopes
-    # the pseudo-parabolic form is the closer one (MATH.md 4)
+    # the pseudo-parabolic form is the closer one (docs/maths/implicit_bias.rst)
     assert d["pseudo-parabolic"][-1] < 0.5 * d["fisher"][-1]
 
 

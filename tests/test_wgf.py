@@ -1,4 +1,4 @@
-"""The Wasserstein gradient flow solver against exact solutions (MATH.md section 5).
+"""The Wasserstein gradient flow solver against exact solutions (docs/maths/reference_solutions.rst).
 
 Ornstein--Uhlenbeck Gaussians (1D and 2D, orders in h and dt), heat flow on the sphere,
 linear Fokker--Planck on the unit square, the Barenblatt profile of the porous medium,
@@ -23,7 +23,7 @@ from jkoflow.solvers import (Checkpointer, SolverDivergedError, TimeIntegrator, 
 
 from conftest import rates
 
-# 1D OU: V = a x^2/2, m0 = 2, S0 = 0.25 (MATH.md 5); box of half-width >= 6 std on [0, 1]
+# 1D OU: V = a x^2/2, m0 = 2, S0 = 0.25 (docs/maths/reference_solutions.rst); box of half-width >= 6 std on [0, 1]
 A, M0, S0 = 1.0, 2.0, 0.25
 BOX = (-6.0, 8.0)
 
