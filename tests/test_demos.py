@@ -1,11 +1,16 @@
 """Run every demo in ``--cheap`` mode, serially and on 2 MPI ranks.
 
+The demos are discovered by glob: every ``demos/*.py`` not starting with ``_`` (those
+are helpers) is run, so a new demo is tested without being registered.  Extra
+arguments for one demo go into :data:`EXTRA_ARGS`; an entry there for a demo that no
+longer exists fails :func:`test_extra_args_name_existing_demos`.
+
 Each demo is run as a subprocess with this interpreter (``sys.executable``) into a
 temporary output directory; the test checks the exit code and that a PNG figure and
 at least one ``.pvd`` file were written.  The 2-rank runs are launched by
 ``mpiexec -n 2`` from an ordinary (serial) test, so they run under
-``make test-serial``.  A demo on disk that is not listed in :data:`DEMOS` fails
-:func:`test_every_demo_is_listed` (modules starting with ``_`` are helpers).
+``make test-serial``.  The demos' shared command line (``demos/_cli.py``) is tested
+here too: unknown options are refused, PETSc options pass through.
 """
 import os
 import re
@@ -19,11 +24,12 @@ import pytest
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demos"
 
-#: The gallery, explicitly (the flagship ``implicit_bias.py`` is added when it exists).
-DEMOS = ["heat_sphere.py", "fokker_planck_torus.py", "porous_medium_disk.py",
-         "fokker_planck_chart.py", "geodesic_sphere.py"]
+#: Every demo on disk, by glob (``_*.py`` are helpers, not demos).
+DEMOS = sorted(p.name for p in DEMO_DIR.glob("*.py") if not p.name.startswith("_"))
+#: Arguments beyond ``--cheap --output DIR`` for particular demos (none needed today).
+EXTRA_ARGS: dict[str, list[str]] = {}
+#: The flagship, whose printed slopes are checked too.
 FLAGSHIP = "implicit_bias.py"
-LISTED = DEMOS + ([FLAGSHIP] if (DEMO_DIR / FLAGSHIP).exists() else [])
 
 TIMEOUT = 900  # seconds per run: generous, for a cold kernel cache
 
@@ -48,7 +54,8 @@ def mpiexec() -> str | None:
 
 
 def run_demo(name: str, out: Path, launcher=()):
-    cmd = [*launcher, sys.executable, str(DEMO_DIR / name), "--cheap", "--output", str(out)]
+    cmd = [*launcher, sys.executable, str(DEMO_DIR / name), "--cheap", "--output", str(out),
+           *EXTRA_ARGS.get(name, [])]
     proc = subprocess.run(cmd, env=demo_env(), capture_output=True, text=True,
                           timeout=TIMEOUT)
     log = f"$ {' '.join(cmd)}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
@@ -61,12 +68,53 @@ def run_demo(name: str, out: Path, launcher=()):
     return proc.stdout
 
 
-def test_every_demo_is_listed():
-    on_disk = {p.name for p in DEMO_DIR.glob("*.py") if not p.name.startswith("_")}
-    unlisted = on_disk - set(DEMOS) - {FLAGSHIP}
-    assert not unlisted, f"demos not run by tests/test_demos.py (add them to DEMOS): {unlisted}"
-    missing = set(DEMOS) - on_disk
-    assert not missing, f"listed demos missing from demos/: {missing}"
+def test_extra_args_name_existing_demos():
+    assert DEMOS, f"no demos found in {DEMO_DIR}"
+    stale = set(EXTRA_ARGS) - set(DEMOS)
+    assert not stale, f"EXTRA_ARGS names demos that are not in demos/: {stale}"
+
+
+def _cli():
+    sys.path.insert(0, str(DEMO_DIR))
+    try:
+        import _cli
+    finally:
+        sys.path.remove(str(DEMO_DIR))
+    return _cli
+
+
+def test_cli_passes_petsc_options_and_rejects_typos(capsys):
+    cli = _cli()
+    p = cli.parser("A demo.\n===")
+    p.add_argument("--refinement", type=int, default=3)
+    p.add_argument("--cheap", action="store_true")
+    args = cli.parse(p, ["--refinement", "4", "-jko_snes_monitor", "-wgf_ksp_type", "gmres",
+                         "-jko_snes_rtol", "-1e-8", "--cheap", "-help", "-log_view"])
+    assert args.refinement == 4 and args.cheap
+    assert cli.petsc_options(["-jko_snes_monitor", "-wgf_ksp_type", "gmres", "-x_y", "-2"]) \
+        == (["-jko_snes_monitor", "-wgf_ksp_type", "gmres", "-x_y", "-2"], [])
+    for argv, bad, hint in ((["--refinment", "5"], "--refinment", "--refinement"),
+                            (["--refinment=5"], "--refinment=5", "--refinement"),
+                            (["-cheap"], "-cheap", "--cheap"),
+                            (["--ref", "5"], "--ref", None),
+                            (["stray"], "stray", None)):
+        with pytest.raises(SystemExit) as err:
+            cli.parse(p, argv)
+        assert err.value.code == 2
+        msg = capsys.readouterr().err
+        assert repr(bad) in msg, msg
+        assert (f"did you mean {hint}?" in msg) if hint else "did you mean" not in msg, msg
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_demo_rejects_unknown_option(name, tmp_path):
+    """Each demo parses its options with the shared helper (a typo stops it at once)."""
+    cmd = [sys.executable, str(DEMO_DIR / name), "--cheap", "--output", str(tmp_path),
+           "--no-such-option", "5"]
+    proc = subprocess.run(cmd, env=demo_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, f"{name} accepted --no-such-option:\n{proc.stdout[-2000:]}"
+    assert "unknown option '--no-such-option'" in proc.stderr, proc.stderr
+    assert not list(tmp_path.rglob("*.png")), "the demo ran despite the bad option"
 
 
 #: The flagship's per-step-size distances from the serial run, to compare the 2-rank
@@ -104,7 +152,7 @@ def check_implicit_bias(stdout: str) -> dict:
     return distances
 
 
-@pytest.mark.parametrize("name", LISTED)
+@pytest.mark.parametrize("name", DEMOS)
 def test_demo(name, tmp_path):
     stdout = run_demo(name, tmp_path / Path(name).stem)
     # the printed diagnostics must be numbers
@@ -113,7 +161,7 @@ def test_demo(name, tmp_path):
         FLAGSHIP_SERIAL.update(check_implicit_bias(stdout))
 
 
-@pytest.mark.parametrize("name", LISTED)
+@pytest.mark.parametrize("name", DEMOS)
 def test_demo_mpi(name, tmp_path):
     launcher = mpiexec()
     if launcher is None:
