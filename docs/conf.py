@@ -28,6 +28,8 @@ templates_path = []
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
+# dataclass fields listed under "Attributes" are documented once, by autodoc
+napoleon_use_ivar = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"undoc-members": False}

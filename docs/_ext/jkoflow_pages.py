@@ -140,16 +140,22 @@ def api_page(package_name: str) -> str:
             elif callable(obj):
                 directive, options = "autofunction", []
             else:
-                directive, options = "autodata", ["   :no-value:"]
+                # a constant: autodata would show its type's docstring (e.g. dict's)
+                out += [f".. py:data:: {package_name}.{name}",
+                        f"   :type: {type(obj).__name__}", "",
+                        f"   A constant of :mod:`{module}`.", ""]
+                continue
             out += [f".. {directive}:: {package_name}.{name}", *options, ""]
     return "\n".join(out) + "\n"
 
 
-def write_api_pages(srcdir: Path):
+def write_api_pages(srcdir: Path, mock_imports=()):
+    from sphinx.ext.autodoc.mock import mock
     target = srcdir / "api" / "generated"
     target.mkdir(parents=True, exist_ok=True)
-    for package_name in PACKAGES:
-        _write(target / f"{package_name}.rst", api_page(package_name))
+    with mock(list(mock_imports)):  # honours autodoc_mock_imports, like autodoc
+        for package_name in PACKAGES:
+            _write(target / f"{package_name}.rst", api_page(package_name))
 
 
 def _write(path: Path, text: str):
@@ -161,7 +167,7 @@ def _write(path: Path, text: str):
 def generate(app):
     srcdir = Path(app.srcdir)
     write_demo_pages(srcdir)
-    write_api_pages(srcdir)
+    write_api_pages(srcdir, app.config.autodoc_mock_imports)
 
 
 def setup(app):
