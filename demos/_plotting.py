@@ -131,6 +131,9 @@ def colorbar(fig, mappable, ax, **kw):
     so that panels with and without colour bars keep equal sizes."""
     from mpl_toolkits.axes_grid1.inset_locator import inset_axes
     axes = ax if isinstance(ax, (list, tuple)) else [ax]
+    # room between panels for the bar and its tick labels (subplots without an
+    # explicit GridSpec spacing follow the figure's subplot parameters)
+    fig.subplots_adjust(wspace=max(fig.subplotpars.wspace, 0.45))
     cax = inset_axes(axes[-1], width="4%", height="80%", loc="center left",
                      bbox_to_anchor=(1.02, 0.0, 1, 1), bbox_transform=axes[-1].transAxes,
                      borderpad=0)

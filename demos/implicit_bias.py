@@ -286,7 +286,7 @@ def plot(results, out):
     names = list(results)
     rows = len(names)
     fig = plt.figure(figsize=(18, 4 * rows))
-    gs = fig.add_gridspec(rows, 4, wspace=0.35)
+    gs = fig.add_gridspec(rows, 4, wspace=0.45)
     ax = fig.add_subplot(gs[:, 0])
     for i, name in enumerate(names):
         r = results[name]
