@@ -93,7 +93,7 @@ class JKOScheme(Stepper):
         if rho0 is not None:
             self.jko.set_start(rho0)
         else:
-            self.jko.set_start(log_rho0=log_rho0)
+            self.jko.set_start(log_rho_k=log_rho0)
         self._state.assign(self.jko.start)
         self._rho = Function(self.jko.V, name="density")
         self._log_rho = Function(self.jko.V, name="log_density") if self.variable == "log" \

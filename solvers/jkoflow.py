@@ -204,7 +204,7 @@ class JKOFlow(DensityFlow):
         self.eta_constant = Constant(eta)
         self.growth_tol = float(growth_tol)
         u0 = self._init_density(energy, rho0, variable, mass, quadrature_degree)
-        geom, V = self.geometry, self.V
+        V = self.V
         W = self.W = V * V
         w = Function(W, name="jkoflow_state")
         w.subfunctions[0].assign(u0)

@@ -518,6 +518,7 @@ def test_checkpoint_restart(tmp_path):
     flow.add_observer(Checkpointer(chk))
     flow.advance_to(0.4)
     final = np.array([*moments(flow), flow.energy_value()])
+
     def build(mesh, rho):
         geom = Geometry(mesh, name="restart")
         return JKOFlow(kl(geom, A * geom.x[0] ** 2 / 2), rho, 0.1, 0.1, stages=2,

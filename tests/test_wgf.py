@@ -336,6 +336,7 @@ def test_parallel_1d_reference_and_checkpoint(tmp_path_factory):
     flow_s, err_s, _ = ou_1d(56, 2, 0.1, T=0.3, comm=MPI.COMM_SELF)
     assert abs(err - err_s) < 1e-12 and err < 1e-5, (err, err_s)
     check_invariants(series)
+
     def build(mesh, rho):
         geom = Geometry(mesh, name="restart")
         return WassersteinGradientFlow(kl(geom, A * geom.x[0] ** 2 / 2), rho, 0.1)
