@@ -64,17 +64,20 @@ def _reposition(mesh, expr, degree: int):
 
 
 # ------------------------------------------------------------------ flat domains
-def interval(n: int = 64, a: float = -6.0, b: float = 6.0, **kwargs) -> Geometry:
+def interval(n: int = 64, a: float = -6.0, b: float = 6.0, *,
+             quadrature_degree: int | None = None, **kwargs) -> Geometry:
     """The interval ``[a, b]`` with ``n`` equal cells (the paper's 1D experiments)."""
     _check_resolution("n", n)
     if not b > a:
         raise ValueError(f"interval needs b > a, got [{a}, {b}]")
-    return Geometry(fd.IntervalMesh(n, a, b, **kwargs), name="interval")
+    return Geometry(fd.IntervalMesh(n, a, b, **kwargs), name="interval",
+                    quadrature_degree=quadrature_degree)
 
 
 def rectangle(nx: int = 32, ny: int | None = None, x0: float = 0.0, x1: float = 1.0,
               y0: float = 0.0, y1: float = 1.0, *, diagonal: str = "crossed",
-              quadrilateral: bool = False, **kwargs) -> Geometry:
+              quadrilateral: bool = False, quadrature_degree: int | None = None,
+              **kwargs) -> Geometry:
     """The rectangle ``[x0, x1] x [y0, y1]`` with ``nx x ny`` squares.
 
     ``diagonal="crossed"`` (the default) splits each square into four triangles, which
@@ -89,7 +92,7 @@ def rectangle(nx: int = 32, ny: int | None = None, x0: float = 0.0, x1: float = 
     extra = {} if quadrilateral else {"diagonal": diagonal}
     mesh = fd.RectangleMesh(nx, ny, x1, y1, originX=x0, originY=y0,
                             quadrilateral=quadrilateral, **extra, **kwargs)
-    return Geometry(mesh, name="rectangle")
+    return Geometry(mesh, name="rectangle", quadrature_degree=quadrature_degree)
 
 
 def unit_square(n: int = 32, **kwargs) -> Geometry:
@@ -99,7 +102,8 @@ def unit_square(n: int = 32, **kwargs) -> Geometry:
     return geom
 
 
-def disk(refinement: int = 3, radius: float = 1.0, *, degree: int = 1, **kwargs) -> Geometry:
+def disk(refinement: int = 3, radius: float = 1.0, *, degree: int = 1,
+         quadrature_degree: int | None = None, **kwargs) -> Geometry:
     r"""The disk :math:`|x| < R`, from Firedrake's ``UnitDiskMesh`` (a square mapped radially).
 
     Every boundary vertex lies on the circle, so the polygon's area error is
@@ -117,21 +121,23 @@ def disk(refinement: int = 3, radius: float = 1.0, *, degree: int = 1, **kwargs)
         nodes = fd.DirichletBC(V, 0, "on_boundary").nodes
         pts = X.dat.data_with_halos[nodes]
         X.dat.data_with_halos[nodes] = radius * pts / np.linalg.norm(pts, axis=1)[:, None]
-    return Geometry(fd.Mesh(X), name="disk")
+    return Geometry(fd.Mesh(X), name="disk", quadrature_degree=quadrature_degree)
 
 
-def periodic_square(n: int = 32, length: float = 1.0, **kwargs) -> Geometry:
+def periodic_square(n: int = 32, length: float = 1.0, *,
+                    quadrature_degree: int | None = None, **kwargs) -> Geometry:
     r"""The flat torus: a square of side ``length`` with periodic sides (eigenvalues
     :math:`(2\pi/L)^2(k^2+l^2)`)."""
     _check_resolution("n", n, 3)
     if not length > 0:
         raise ValueError(f"periodic_square length must be positive, got {length}")
-    return Geometry(fd.PeriodicSquareMesh(n, n, length, **kwargs), name="flat_torus")
+    return Geometry(fd.PeriodicSquareMesh(n, n, length, **kwargs), name="flat_torus",
+                    quadrature_degree=quadrature_degree)
 
 
 # ----------------------------------------------------------------------- surfaces
 def sphere(refinement: int = 3, radius: float = 1.0, *, kind: str = "icosahedral",
-           degree: int = 2, **kwargs) -> Geometry:
+           degree: int = 2, quadrature_degree: int | None = None, **kwargs) -> Geometry:
     r"""A sphere of the given radius immersed in :math:`\mathbb{R}^3`.
 
     Parameters
@@ -153,7 +159,7 @@ def sphere(refinement: int = 3, radius: float = 1.0, *, kind: str = "icosahedral
     if kind not in builders:
         raise ValueError(f"unknown sphere kind {kind!r}; valid: {', '.join(map(repr, builders))}")
     mesh = builders[kind](radius, refinement_level=refinement, degree=degree, **kwargs)
-    return Geometry(mesh, name=f"{kind}_sphere")
+    return Geometry(mesh, name=f"{kind}_sphere", quadrature_degree=quadrature_degree)
 
 
 def _torus_core(x, R):
@@ -164,13 +170,15 @@ def _torus_core(x, R):
 
 def torus(n_major: int = 32, n_minor: int = 16, major_radius: float = 1.0,
           minor_radius: float = 0.4, *, degree: int = 2, quadrilateral: bool = False,
-          **kwargs) -> Geometry:
+          quadrature_degree: int | None = None, **kwargs) -> Geometry:
     r"""The torus of revolution in :math:`\mathbb{R}^3` with radii :math:`R > r`.
 
     Area :math:`4\pi^2 R r`.  ``n_major x n_minor`` squares (each split into two
     triangles unless ``quadrilateral``).  With ``degree=2`` the nodes of the curved
     cells are projected onto the exact torus.  Cell normals point away from the core
     circle (the default orientation :math:`x` would flip them on the inner side).
+    ``quadrature_degree`` is the geometry's default for :attr:`Geometry.dx` and every
+    solver on it (see :meth:`Geometry.quadrature_degree_for`).
     """
     _check_resolution("n_major", n_major, 3)
     _check_resolution("n_minor", n_minor, 3)
@@ -184,7 +192,8 @@ def torus(n_major: int = 32, n_minor: int = 16, major_radius: float = 1.0,
             c = _torus_core(x, R)
             return c + r * (x - c) / ufl.sqrt(ufl.inner(x - c, x - c))
         mesh = _reposition(mesh, project, degree)
-    return Geometry(mesh, name="torus", orientation=lambda x: x - _torus_core(x, R))
+    return Geometry(mesh, name="torus", orientation=lambda x: x - _torus_core(x, R),
+                    quadrature_degree=quadrature_degree)
 
 
 # -------------------------------------------------------------------- gmsh files

@@ -122,7 +122,9 @@ class Geometry:
     name
         A short label used by :meth:`describe` and output files.
     quadrature_degree
-        Default quadrature degree for :attr:`dx`; ``None`` lets UFL estimate it.
+        Default quadrature degree for :attr:`dx` and for every solver on this geometry
+        (:meth:`quadrature_degree_for`); ``None``: UFL's estimate for :attr:`dx`,
+        :math:`2k+2` in the solvers.
     orientation
         Immersed surfaces only: a vector field :math:`w(x)` (callable of ``x`` or UFL)
         with :math:`w\cdot n > 0` for the chosen normal :math:`n`; defaults to
@@ -152,6 +154,11 @@ class Geometry:
         if callable(tdim):  # older Firedrake: methods rather than properties
             tdim, gdim = tdim(), gdim()
         self.tdim, self.gdim = tdim, gdim
+        if quadrature_degree is not None and (isinstance(quadrature_degree, bool)
+                                              or int(quadrature_degree) != quadrature_degree
+                                              or quadrature_degree < 1):
+            raise GeometryError(f"quadrature_degree must be an integer >= 1, got "
+                                f"{quadrature_degree!r}")
         self.quadrature_degree = quadrature_degree
         self.x = SpatialCoordinate(mesh)
         self._metric_spec = metric
@@ -183,6 +190,31 @@ class Geometry:
         md = {} if quadrature_degree is None else {"quadrature_degree": quadrature_degree}
         self.dx = VolumeMeasure(dx(domain=mesh, metadata=md), self.sqrt_det)
         self.ds = VolumeMeasure(ds(domain=mesh, metadata=md), ds_density)
+
+    def quadrature_degree_for(self, degree: int, quadrature_degree: int | None = None) -> int:
+        r"""The quadrature degree of every integral of a jkoflow solver with :math:`P_k`
+        unknowns, ``degree`` = :math:`k`: the one policy shared by all solvers.
+
+        The solver's own ``quadrature_degree`` if given, else this geometry's
+        :attr:`quadrature_degree`, else :math:`2k+2` (exact for the :math:`P_k` mass
+        matrix on affine cells with two orders to spare for smooth weights).  UFL's
+        estimate is never used: for non-polynomial potentials or curved cells it can
+        be huge (degree 88 for a potential on a degree-2 torus) and it differs between
+        terms, so two solvers would discretise the same energy differently.
+
+        Raises
+        ------
+        ValueError
+            If ``degree`` or the resulting quadrature degree is not a positive integer.
+        """
+        if isinstance(degree, bool) or int(degree) != degree or degree < 0:
+            raise ValueError(f"the polynomial degree must be an integer >= 0, got {degree!r}")
+        qd = quadrature_degree if quadrature_degree is not None else self.quadrature_degree
+        if qd is None:
+            return 2 * int(degree) + 2
+        if isinstance(qd, bool) or int(qd) != qd or qd < 1:
+            raise ValueError(f"quadrature_degree must be an integer >= 1, got {qd!r}")
+        return int(qd)
 
     @property
     def immersed(self) -> bool:

@@ -62,7 +62,7 @@ from firedrake import (Constant, Function, FunctionSpace, MixedFunctionSpace,
 from mpi4py import MPI
 
 from .common import SolverDivergedError, SolverStats, check_int, global_min, solve_or_raise
-from .presets import preset
+from .presets import preset, resolve_parameters
 
 __all__ = ["BenamouBrenier", "TransportResult", "DEFAULT_BARRIER"]
 
@@ -139,14 +139,19 @@ class BenamouBrenier(SolverStats):
     mu_scale
         Multiplies the barrier levels (a :class:`~firedrake.Constant` or number).
     quadrature_degree
-        Quadrature degree of all integrals (default :math:`2k+2`).
-    solver_parameters, options_prefix, appctx
-        As for Firedrake solvers; the default is the ``"direct"`` preset.
+        Quadrature degree of all integrals (the rule of
+        :meth:`~jkoflow.meshes.Geometry.quadrature_degree_for`: this, else the
+        geometry's, else :math:`2k+2`).
+    solver_parameters, solver_parameters_extra, options_prefix, appctx
+        Options by the rule of :func:`~jkoflow.solvers.resolve_parameters` (a preset
+        name or a full dict, updated by the extra dict); the default is the
+        ``"direct"`` preset.
     """
 
     def __init__(self, geometry, N: int, terminal=None, *, degree: int = 1,
                  variable: str = "density", barrier: dict | None = None, mu_scale=1.0,
                  quadrature_degree: int | None = None, solver_parameters: dict | None = None,
+                 solver_parameters_extra: dict | None = None,
                  options_prefix: str = "jko", appctx: dict | None = None):
         if variable not in ("density", "log"):
             raise ValueError(f"unknown variable {variable!r}; valid: 'density', 'log'")
@@ -179,7 +184,7 @@ class BenamouBrenier(SolverStats):
         self.mu = Constant(0.0)
         self.mu_scale = mu_scale
         self.barrier_weight = Function(V, name="barrier_weight")
-        qd = quadrature_degree or geometry.quadrature_degree or 2 * self.degree + 2
+        qd = geometry.quadrature_degree_for(self.degree, quadrature_degree)
         self.dx = geometry.dx(degree=qd)
         self._dx_barrier = vertex_measure(geometry, self.V) if self.degree == 1 else self.dx
 
@@ -224,11 +229,12 @@ class BenamouBrenier(SolverStats):
         # Log unknowns: minimise ||F||^2 along the Newton direction (l2 line search).
         # With both ends fixed the Jacobian is singular (a constant potential shift):
         # GMRES preconditioned by a null-pivot-tolerant LU, with the null space removed.
-        params = preset("direct", snes_linesearch_type="basic" if variable == "density"
-                        else "l2") if solver_parameters is None else solver_parameters
-        self.check_preconditioner(str((solver_parameters or {}).get("pc_python_type", "")))
-        if solver_parameters is None and self.fixed_end:
-            params.update(ksp_type="gmres", ksp_rtol=1e-12, ksp_atol=1e-14)
+        default = preset("direct", snes_linesearch_type="basic" if variable == "density"
+                         else "l2")
+        if self.fixed_end:
+            default.update(ksp_type="gmres", ksp_rtol=1e-12, ksp_atol=1e-14)
+        params = resolve_parameters(solver_parameters, solver_parameters_extra, default)
+        self.check_preconditioner(str(params.get("pc_python_type", "")))
         # The iterative preset's preconditioner reads the field layout from here.
         appctx = {"jko_transport": self, **(appctx or {})}
         self.solver = NonlinearVariationalSolver(problem, solver_parameters=params,

@@ -1,23 +1,96 @@
-"""Shared solver machinery: input checks, SNES failure reports, solver statistics.
+"""Shared solver machinery: input checks, SNES failure reports, solver statistics, logging.
 
 Every jkoflow solver owns one Firedrake ``NonlinearVariationalSolver`` and solves it
 through :func:`solve_or_raise`, which records the SNES residual history and turns
 a divergence into a :class:`SolverDivergedError` carrying that history.
+
+Logging
+-------
+All solvers report through the standard :mod:`logging` logger ``"jkoflow"``
+(:data:`logger`).  It has one handler, :data:`log_handler`, writing to standard error
+on rank 0 only; by default it shows ``INFO`` messages: progress of long runs (at most
+every :data:`PROGRESS_INTERVAL` seconds) and every fallback (step retries,
+continuation, mass corrections out of the ordinary) as a ``WARNING``.  Switch with
+:func:`set_log_level` (``set_log_level("WARNING")`` silences progress) or replace the
+handler by the standard means (``logger.removeHandler(log_handler)``).
 """
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
+import ufl
 from firedrake import Function
 from firedrake.exceptions import ConvergenceError
 from firedrake.petsc import PETSc
 from mpi4py import MPI
 
 __all__ = ["SolverDivergedError", "check_density", "check_positive", "check_int",
-           "solve_or_raise", "SolverStats", "logger", "global_min", "global_max"]
+           "check_potential", "solve_or_raise", "SolverStats", "logger", "log_handler",
+           "set_log_level", "Progress", "PROGRESS_INTERVAL", "global_min", "global_max"]
 
 logger = logging.getLogger("jkoflow")
+
+
+class _RankZero(logging.Filter):
+    """Let records through on rank 0 of COMM_WORLD only (messages are collective)."""
+
+    def filter(self, record) -> bool:
+        return MPI.COMM_WORLD.rank == 0
+
+
+#: The package's handler (standard error, rank 0); remove or replace it at will.
+log_handler = logging.StreamHandler()
+log_handler.setFormatter(logging.Formatter("jkoflow %(levelname)s: %(message)s"))
+log_handler.addFilter(_RankZero())
+logger.addHandler(log_handler)
+logger.setLevel(logging.INFO)
+logger.propagate = False
+
+#: Seconds between two progress reports of a long run (``advance_to``/``run``).
+PROGRESS_INTERVAL = 10.0
+
+
+def set_log_level(level) -> None:
+    """Set the level of the ``jkoflow`` logger: ``"DEBUG"`` (every step), ``"INFO"``
+    (default: progress of long runs and warnings), ``"WARNING"`` (fallbacks only),
+    ``"ERROR"``; a name or a :mod:`logging` constant."""
+    if isinstance(level, str):
+        name = level.upper()
+        if name not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"unknown log level {level!r}; valid: 'DEBUG', 'INFO', "
+                             "'WARNING', 'ERROR', 'CRITICAL'")
+        level = getattr(logging, name)
+    logger.setLevel(level)
+
+
+class Progress:
+    """Progress of a long run, reported through :data:`logger` at ``INFO``.
+
+    ``update(text)`` logs ``"<label>: <text>"`` when :data:`PROGRESS_INTERVAL` seconds
+    have passed since the start or the last report; ``done(text)`` logs a final line
+    if anything was reported (short runs stay silent).  Only rank 0 prints, and no
+    collective operation is involved, so ranks may decide differently without harm.
+    """
+
+    def __init__(self, label: str, interval: float | None = None):
+        self.label = label
+        self.interval = PROGRESS_INTERVAL if interval is None else float(interval)
+        self.start = self._last = time.perf_counter()
+        self.reported = False
+
+    def update(self, text: str):
+        now = time.perf_counter()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.reported = True
+            logger.info("%s: %s (%.0f s)", self.label, text, now - self.start)
+
+    def done(self, text: str):
+        if self.reported:
+            logger.info("%s: %s, done in %.1f s", self.label, text,
+                        time.perf_counter() - self.start)
 
 
 class SolverDivergedError(RuntimeError):
@@ -95,6 +168,27 @@ def check_density(geometry, rho: Function, *, strictly_positive: bool = False,
     if not mass > 0:
         raise ValueError(f"the {what} has zero mass ({mass:.3g}); a density needs mass > 0")
     return mass
+
+
+def check_potential(geometry, V, what: str = "potential V"):
+    """Raise ``ValueError`` if the UFL expression ``V`` lives on another mesh than
+    ``geometry`` or is not finite at the vertices and cell midpoints of the mesh."""
+    from firedrake import FunctionSpace, assemble, interpolate
+    if any(d is not geometry.mesh for d in ufl.domain.extract_domains(V)):
+        raise ValueError(f"the {what} is an expression on a different mesh than the "
+                         f"geometry '{geometry.name}'; build it from this geometry "
+                         "(e.g. a callable of geometry.x)")
+    if V.ufl_shape != ():
+        raise ValueError(f"the {what} must be a scalar, got shape {V.ufl_shape}")
+    bad = 0
+    for family, degree in (("DG", 0), ("CG", 1)):   # cell midpoints, vertices
+        vals = assemble(interpolate(V, FunctionSpace(geometry.mesh, family, degree)))
+        with np.errstate(invalid="ignore"):
+            bad += int(np.count_nonzero(~np.isfinite(vals.dat.data_ro)))
+    bad = geometry.comm.allreduce(bad, MPI.SUM)
+    if bad:
+        raise ValueError(f"the {what} has {bad} NaN or infinite values at the vertices "
+                         f"or cell midpoints of '{geometry.name}'")
 
 
 def _history_monitor(history: list):

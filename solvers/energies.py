@@ -49,7 +49,8 @@ class Energy:
         ``None`` for no internal energy.
     V
         Potential: a UFL expression, a ``Function``, a number, a callable of the
-        spatial coordinate ``V(x)``, or ``None``.
+        spatial coordinate ``V(x)``, or ``None``.  Checked: it must live on the
+        geometry's mesh and be finite at the vertices and cell midpoints.
     name
         Label for logs.
     entropic
@@ -69,6 +70,9 @@ class Energy:
         if V is not None and callable(V) and not isinstance(V, (ufl.core.expr.Expr, Function)):
             V = V(geometry.x)
         self.V = None if V is None else ufl.as_ufl(V)
+        if self.V is not None:
+            from .common import check_potential
+            check_potential(geometry, self.V)
         self.name = name
         self.entropic = entropic
 

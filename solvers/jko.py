@@ -63,17 +63,21 @@ class JKOStep(BenamouBrenier):
     def __init__(self, energy, eta: float, N: int = 4, *, degree: int = 1,
                  variable: str | None = None, barrier: dict | None = None,
                  quadrature_degree: int | None = None, solver_parameters: dict | None = None,
+                 solver_parameters_extra: dict | None = None,
                  options_prefix: str = "jko", appctx: dict | None = None):
         self.energy = energy
         self.eta = Constant(check_positive("eta (the JKO step size)", eta))
         self._eta_sq = Constant(float(self.eta) ** 2)
         if variable is None:
             variable = "log" if energy.entropic else "density"
-        super().__init__(energy.geometry, N, terminal=lambda rho: self.eta * energy.form(rho),
+        # J with the solver's quadrature rule (self.dx), as every other term and solver
+        super().__init__(energy.geometry, N,
+                         terminal=lambda rho: self.eta * energy.integrand(rho) * self.dx,
                          degree=degree, variable=variable, barrier=barrier,
                          mu_scale=self._eta_sq, quadrature_degree=quadrature_degree,
-                         solver_parameters=solver_parameters, options_prefix=options_prefix,
-                         appctx=appctx)
+                         solver_parameters=solver_parameters,
+                         solver_parameters_extra=solver_parameters_extra,
+                         options_prefix=options_prefix, appctx=appctx)
         self._previous_phi = None
         self.continuation_path = []
 
@@ -165,7 +169,8 @@ class W2Geodesic(BenamouBrenier):
 
     def __init__(self, geometry, N: int = 8, *, degree: int = 1, variable: str = "log",
                  barrier: dict | None = None, quadrature_degree: int | None = None,
-                 solver_parameters: dict | None = None, options_prefix: str = "geodesic",
+                 solver_parameters: dict | None = None,
+                 solver_parameters_extra: dict | None = None, options_prefix: str = "geodesic",
                  appctx: dict | None = None):
         if variable != "log":
             # Measured: with both ends fixed, the interior-point KKT system's singular
@@ -175,8 +180,9 @@ class W2Geodesic(BenamouBrenier):
                              "form is not supported for geodesics")
         super().__init__(geometry, N, terminal=None, degree=degree, variable=variable,
                          barrier=barrier, quadrature_degree=quadrature_degree,
-                         solver_parameters=solver_parameters, options_prefix=options_prefix,
-                         appctx=appctx)
+                         solver_parameters=solver_parameters,
+                         solver_parameters_extra=solver_parameters_extra,
+                         options_prefix=options_prefix, appctx=appctx)
 
     def solve(self, rho0: Function | None = None, rho1: Function | None = None, *,
               log_rho0: Function | None = None,

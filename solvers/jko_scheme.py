@@ -1,30 +1,36 @@
-r"""The JKO scheme: iterated JKO steps with observers, VTK output and restart.
+r"""The JKO scheme: iterated JKO steps on the time-stepping protocol.
 
 .. math::
 
     \rho_{k+1} = \operatorname*{argmin}_\rho\ \frac{W_2^2(\rho_k,\rho)}{2\eta_k} + J(\rho),
     \qquad t_{k+1} = t_k + \eta_k .
 
-Each step is a :class:`~jkoflow.solvers.jko.JKOStep` solve (built once, reused).
-After every step the scheme records energy, mass, transport cost, iteration counts
-and barrier levels in :attr:`JKOScheme.history`, calls the observers, writes VTK and
-saves a checkpoint; a killed run is resumed with :func:`load_checkpoint`.
+Each step is a :class:`~jkoflow.solvers.jko.JKOStep` solve (built once, reused).  The
+scheme is a :class:`~jkoflow.solvers.protocol.Stepper`, like the WGF and the JKO-Flow:
+the same ``step()``/``advance_to(T)``/``run(n)``, observers ``obs(scheme)``, VTK
+output with the same field names, checkpoints (:class:`~jkoflow.solvers.Checkpointer`)
+and restart (:func:`~jkoflow.solvers.restart`).  After every step it also records
+energy, mass, transport cost, iteration counts and barrier levels in
+:attr:`JKOScheme.history`; the last step's
+:class:`~jkoflow.solvers.benamou_brenier.TransportResult` is :attr:`JKOScheme.last_result`.
+A step that needed continuation in :math:`\eta` is reported as a warning.
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, Iterable
 
-from firedrake import CheckpointFile, Function, VTKFile, assemble
-from firedrake.petsc import PETSc
+from firedrake import Function, assemble
 
-from .common import check_int, check_positive, global_min
+from .checkpointing import Checkpointer
+from .common import check_positive, global_min, logger
 from .jko import JKOStep
+from .observers import VTKOutput
+from .protocol import Stepper
 
-__all__ = ["JKOScheme", "load_checkpoint"]
+__all__ = ["JKOScheme"]
 
 
-class JKOScheme:
+class JKOScheme(Stepper):
     r"""Iterate JKO steps :math:`\rho_0 \mapsto \rho_1 \mapsto \dots`.
 
     Parameters
@@ -34,82 +40,151 @@ class JKOScheme:
     rho0
         Initial density (strictly positive for entropic energies), or ``None`` when
         ``log_rho0`` is given.
-    log_rho0
-        Initial log-density (log representation; exact for Gaussians with P2).
     eta
         Default step size.
-    N, degree, barrier, solver_parameters, options_prefix, appctx
-        Passed to :class:`~jkoflow.solvers.jko.JKOStep`.
+    N, degree, variable, barrier, quadrature_degree, solver_parameters,
+    solver_parameters_extra, options_prefix, appctx
+        Passed to :class:`~jkoflow.solvers.jko.JKOStep` (options prefix ``"jko"``).
+    log_rho0
+        Initial log-density (log representation; exact for Gaussians with P2).
     observers
-        Callables ``obs(scheme, result)`` called after each step.
+        Callables ``obs(scheme)`` called now and after each step (the protocol's one
+        observer signature; the step's result is ``scheme.last_result``).
     vtk
-        Path of a ``.pvd`` file to write :math:`\rho_k` (and the potential) into.
+        Path of a ``.pvd`` file to write the density (and log-density, transport
+        potential) into: a :class:`~jkoflow.solvers.VTKOutput` observer.
     checkpoint
-        Path of an HDF5 ``CheckpointFile`` receiving :math:`\rho_k` at every step.
+        Path of a checkpoint file receiving the state at every step: a
+        :class:`~jkoflow.solvers.Checkpointer` observer with ``checkpoint_mode``.
+    checkpoint_mode
+        ``"new"`` (default: refuse an existing file), ``"overwrite"`` or ``"resume"``.
     k0, t0
-        Index and time of ``rho0`` (non-zero when resuming).
+        Step number and time of ``rho0`` (restart with :func:`~jkoflow.solvers.restart`
+        instead: it restores the exact state).
+    verbose
+        Log every step at ``INFO`` level (otherwise at ``DEBUG``).
     """
+
+    label = "JKO"
 
     def __init__(self, energy, rho0: Function | None, eta: float, N: int = 4, *,
                  log_rho0: Function | None = None, degree: int = 1,
-                 variable: str | None = None, barrier: dict | None = None, solver_parameters: dict | None = None,
+                 variable: str | None = None, barrier: dict | None = None,
+                 quadrature_degree: int | None = None,
+                 solver_parameters: dict | str | None = None,
+                 solver_parameters_extra: dict | None = None,
                  options_prefix: str = "jko", appctx: dict | None = None,
                  observers: Iterable[Callable] = (), vtk: str | None = None,
-                 checkpoint: str | None = None, k0: int = 0, t0: float = 0.0,
-                 verbose: bool = False):
+                 checkpoint: str | None = None, checkpoint_mode: str = "new", k0: int = 0,
+                 t0: float = 0.0, verbose: bool = False):
         self.energy = energy
         self.geometry = energy.geometry
         self.eta = check_positive("eta (the JKO step size)", eta)
         self.jko = JKOStep(energy, self.eta, N, degree=degree, variable=variable,
-                           barrier=barrier,
-                           solver_parameters=solver_parameters, options_prefix=options_prefix,
-                           appctx=appctx)
+                           barrier=barrier, quadrature_degree=quadrature_degree,
+                           solver_parameters=solver_parameters,
+                           solver_parameters_extra=solver_parameters_extra,
+                           options_prefix=options_prefix, appctx=appctx)
+        self.variable = self.jko.variable
         # The exact state is kept in the solver's representation (log-density for
         # entropic energies), so that chained steps conserve mass to round-off;
         # ``rho`` is its nodal density for output.
-        self.state = Function(self.jko.V, name="state")
+        self._state = Function(self.jko.V, name="jko_state")
         if rho0 is not None:
             self.jko.set_start(rho0)
         else:
             self.jko.set_start(log_rho_k=log_rho0)
-        self.state.assign(self.jko.start)
-        self.rho = Function(self.jko.V, name="rho")
-        self.phi = Function(self.jko.V, name="phi")
+        self._state.assign(self.jko.start)
+        self._rho = Function(self.jko.V, name="density")
+        self._log_rho = Function(self.jko.V, name="log_density") if self.variable == "log" \
+            else None
+        self.phi = Function(self.jko.V, name="transport_potential")
         self._update_rho()
-        self.k = check_int("k0", k0, 0)
+        self._init_protocol(k0)
         self.t = float(t0)
-        self.observers = list(observers)
         self.verbose = verbose
         self.history: list[dict] = []
-        self._vtk = VTKFile(vtk) if vtk else None
-        self._checkpoint_path = checkpoint
+        self.last_result = None
         self._record(None)
-        if checkpoint and not (k0 > 0 and os.path.exists(checkpoint)):
-            with CheckpointFile(checkpoint, "w", comm=self.geometry.comm) as f:
-                f.save_mesh(self.geometry.mesh)
-            self._save_checkpoint(self.eta)
-        if self._vtk:
-            self._vtk.write(self.rho, self.phi, time=self.t)
+        if vtk:
+            self.add_observer(VTKOutput(vtk))
+        if checkpoint:
+            self.add_observer(Checkpointer(checkpoint, mode=checkpoint_mode))
+        for obs in observers:
+            self.add_observer(obs)
+
+    # ------------------------------------------------------------- state
+    @property
+    def state(self) -> Function:
+        """The exact state (log-density or density) that checkpoints store."""
+        return self._state
+
+    @property
+    def k(self) -> int:
+        """The step number :math:`k` of :math:`\\rho_k` (alias of ``step_number``)."""
+        return self.step_number
+
+    @property
+    def dt(self) -> float:
+        """The default step :math:`\\eta`."""
+        return self.eta
+
+    @property
+    def rho(self) -> Function:
+        """:math:`\\rho_k` as a Function named ``"density"`` (nodal values)."""
+        return self._rho
+
+    @property
+    def rho_expr(self):
+        """:math:`\\rho_k` as a UFL expression of the exact state."""
+        return self.jko.density(self._state)
 
     def _update_rho(self):
-        self.rho.interpolate(self.jko.density(self.state))
-
-    def _save_checkpoint(self, eta):
-        with CheckpointFile(self._checkpoint_path, "a", comm=self.geometry.comm) as f:
-            f.save_function(self.state, idx=self.k,
-                            timestepping_info={"time": self.t, "eta": eta})
+        self._rho.interpolate(self.jko.density(self._state))
+        if self._log_rho is not None:
+            self._log_rho.assign(self._state)
 
     def energy_value(self) -> float:
         """:math:`J(\\rho_k)`, with the step solver's quadrature."""
-        return float(assemble(self.energy.integrand(self.jko.density(self.state)) * self.jko.dx))
+        return float(assemble(self.energy.integrand(self.rho_expr) * self.jko.dx))
 
     def mass(self) -> float:
         """:math:`\\int\\rho_k` with the step solver's quadrature (conserved exactly)."""
-        return self.jko.mass(self.state)
+        return self.jko.mass(self._state)
 
+    def output_functions(self) -> list[Function]:
+        """``density``, ``log_density`` (log variable), ``transport_potential``."""
+        return [self._rho] + ([self._log_rho] if self._log_rho is not None else []) \
+            + [self.phi]
+
+    def checkpoint_metadata(self) -> dict:
+        """The protocol's record plus ``N``, ``degree``, ``eta``, quadrature degree."""
+        meta = super().checkpoint_metadata()
+        meta.update(N=self.jko.N, degree=self.jko.degree, eta=self.eta,
+                    quadrature_degree=self.jko.dx.measure.metadata().get("quadrature_degree"))
+        return meta
+
+    def snapshot_info(self) -> dict:
+        info = super().snapshot_info()
+        info["dt"] = float(self.history[-1].get("eta", self.eta))
+        return info
+
+    def _restore_state(self, state: Function, info: dict):
+        self._state.assign(state)
+        self.t = float(info["time"])
+        self._update_rho()
+        self.phi.assign(0.0)
+
+    def restore(self, state: Function, info: dict):
+        """As :meth:`Stepper.restore`; the history restarts at the restored step."""
+        super().restore(state, info)
+        self.history = []
+        self._record(None)
+
+    # ------------------------------------------------------------ stepping
     def _record(self, result):
-        entry = {"k": self.k, "t": self.t, "energy": self.energy_value(),
-                 "mass": self.mass(), "min_rho": global_min(self.rho)}
+        entry = {"k": self.step_number, "t": self.t, "energy": self.energy_value(),
+                 "mass": self.mass(), "min_rho": global_min(self._rho)}
         if result is not None:
             entry.update(eta=float(self.jko.eta), cost=result.cost,
                          snes_iterations=result.snes_iterations,
@@ -118,43 +193,43 @@ class JKOScheme:
         self.history.append(entry)
         return entry
 
-    def step(self, eta: float | None = None):
-        """One JKO step (of size ``eta`` or the default); returns the step's result."""
+    def step(self, eta: float | None = None) -> float:
+        """One JKO step of size ``eta`` (default: the scheme's); returns the step size.
+
+        The step's :class:`~jkoflow.solvers.benamou_brenier.TransportResult` is
+        :attr:`last_result`.
+        """
         eta = self.eta if eta is None else check_positive("eta (the JKO step size)", eta)
-        if self.jko.variable == "log":
-            result = self.jko.solve(eta=eta, log_rho_k=self.state, label=f"JKO step {self.k + 1}")
-            self.state.assign(result.log_rho)
+        label = f"JKO step {self.step_number + 1}"
+        if self.variable == "log":
+            result = self.jko.solve(eta=eta, log_rho_k=self._state, label=label)
+            self._state.assign(result.log_rho)
         else:
-            result = self.jko.solve(self.state, eta, label=f"JKO step {self.k + 1}")
-            self.state.assign(result.rho)
+            result = self.jko.solve(self._state, eta, label=label)
+            self._state.assign(result.rho)
+        if self.jko.continuation_path:
+            logger.warning("%s: Newton failed at eta = %.4g; the step was globalised by "
+                           "continuation in eta (path: %s)", label, eta,
+                           self.jko.continuation_path)
         self._update_rho()
         self.phi.assign(result.phi)
-        self.k += 1
+        self.last_result = result
         self.t += eta
+        self.step_number += 1
         entry = self._record(result)
-        if self.verbose:
-            PETSc.Sys.Print(f"JKO step {self.k:4d}  t = {self.t:.4f}  J = {entry['energy']:.8g}  "
-                            f"W2^2 = {entry['cost']:.3e}  Newton its = "
-                            f"{entry['snes_iterations']}", comm=self.geometry.comm)
-        for obs in self.observers:
-            obs(self, result)
-        if self._vtk:
-            self._vtk.write(self.rho, self.phi, time=self.t)
-        if self._checkpoint_path:
-            self._save_checkpoint(eta)
-        return result
+        logger.log(20 if self.verbose else 10,
+                   "JKO step %4d  t = %.4f  J = %.8g  W2^2 = %.3e  Newton its = %d",
+                   self.step_number, self.t, entry["energy"], entry["cost"],
+                   entry["snes_iterations"])
+        self._notify()
+        return eta
 
-    def run(self, steps: int):
-        """Take ``steps`` steps of the default size; returns ``self.rho``."""
-        for _ in range(check_int("steps", steps, 0)):
-            self.step()
-        return self.rho
+    def _advance(self, limit: float | None) -> float:
+        return self.step(None if limit is None or limit >= self.eta * (1 - 1e-12)
+                         else limit)
 
-    def advance_to(self, T: float):
-        """Step with the default ``eta`` until :math:`t \\ge T` (last step shortened)."""
-        while self.t < T - 1e-12 * max(1.0, abs(T)):
-            self.step(min(self.eta, T - self.t))
-        return self.rho
+    def _set_time(self, T: float):
+        self.t = T
 
     def solver_stats(self) -> tuple[int, int, int]:
         """(steps, Newton iterations, linear iterations) so far."""
@@ -162,21 +237,10 @@ class JKOScheme:
 
 
 def load_checkpoint(path: str, comm=None):
-    """Load the last saved state of a :class:`JKOScheme` checkpoint.
-
-    Returns
-    -------
-    tuple
-        ``(mesh, state, k, t, eta)``: build the geometry on ``mesh`` and pass
-        ``log_rho0=state`` (log representation) or ``rho0=state``, with ``k0=k, t0=t``
-        and the same ``checkpoint=path``, to a new scheme.
-    """
-    from firedrake import COMM_WORLD
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    with CheckpointFile(path, "r", comm=comm or COMM_WORLD) as f:
-        mesh = f.load_mesh()
-        info = f.get_timestepping_history(mesh, "state")
-        k = int(info["index"][-1])
-        state = f.load_function(mesh, "state", idx=k)
-    return mesh, state, k, float(info["time"][-1]), float(info["eta"][-1])
+    """Removed: use :func:`jkoflow.solvers.restart` (it returns a solver at the exact
+    state) or :func:`jkoflow.solvers.read_checkpoint` (densities)."""
+    raise NotImplementedError(
+        "jkoflow.solvers.load_checkpoint was removed: it returned the bare internal state "
+        "(a log-density for entropic energies), which is not a density. Use "
+        "jkoflow.solvers.restart(path, build) to continue a run, or "
+        "jkoflow.solvers.read_checkpoint(path) to read densities")

@@ -78,26 +78,30 @@ stage-value formulation): ``Dt(exp(l))`` is discretised as :math:`e^{L_i} - e^{l
 with the stiffly accurate Radau IIA mass is conserved to the SNES tolerance (the
 :math:`10^{-12}` defect is removed after each step), also in the pseudo-parabolic
 system; :math:`\mu` is algebraic (an index-1 DAE).  ``eta = 0`` gives the WGF.
+
+The density variable (representation, mass, energy, output, restart) is handled by
+:class:`~jkoflow.solvers.density_flow.DensityFlow`, shared with the WGF; :math:`\eta`
+enters the forms as a :class:`~firedrake.Constant`, so flows with different
+:math:`\eta` share their compiled kernels.
 """
 from __future__ import annotations
 
 import math
 
 import ufl
-from firedrake import Function, TestFunction, TestFunctions, assemble, split
+from firedrake import Constant, Function, TestFunction, TestFunctions, split
 from irksome import Dt
 
-from .common import check_density, check_positive, global_min, logger
-from .presets import preset
+from .common import check_positive, logger
+from .density_flow import DensityFlow
 from .energies import Energy
 from .stability import StabilityReport, UnstableFormError, analyse_stability
-from .timestepping import TimeIntegrator, time_constants
+from .timestepping import time_constants
 
 __all__ = ["JKOFlow", "JKOFLOW_FORMS", "UnstableFormError", "StabilityReport"]
 
 #: Valid values of ``form=``.
 JKOFLOW_FORMS = ("pseudo-parabolic", "fisher")
-_VARIABLES = ("auto", "log", "density")
 
 
 def _with_quadrature(form: ufl.Form, degree: int | None) -> ufl.Form:
@@ -108,7 +112,7 @@ def _with_quadrature(form: ufl.Form, degree: int | None) -> ufl.Form:
                      for itg in form.integrals()])
 
 
-class JKOFlow(TimeIntegrator):
+class JKOFlow(DensityFlow):
     r"""The JKO-Flow of an :class:`Energy`: the WGF of :math:`J - \frac{\eta}{4}I_J`.
 
     Parameters
@@ -145,8 +149,13 @@ class JKOFlow(TimeIntegrator):
         ``"arnoldi"`` (parallel) or ``"dense"`` (serial, small problems).
     method, stages, adaptive, tol, dt_min, dt_max, max_retries
         Time integration (:class:`TimeIntegrator`; Radau IIA, 3 stages, order 5).
-    solver_parameters, options_prefix, appctx
-        PETSc options (default: the ``"direct"`` preset), prefix ``"jkoflow"``, context.
+    solver_parameters, solver_parameters_extra
+        PETSc options by the rule of :func:`~jkoflow.solvers.resolve_parameters`: a
+        preset name (default ``"direct"``, adapted: tight tolerances; for the log
+        variable a stop at the :math:`10^{-11}` residual floor of under-resolved tails),
+        or a full dict used as given; the extra dict updates either.
+    options_prefix, appctx
+        Prefix (default ``"jkoflow"``: ``-jkoflow_snes_monitor``), context.
 
     Raises
     ------
@@ -168,6 +177,8 @@ class JKOFlow(TimeIntegrator):
     ``energy_value()`` (:math:`J`), ``modified_energy_value()`` (:math:`J^\eta`).
     """
 
+    label = "JKOFlow"
+
     def __init__(self, energy: Energy, rho0: Function, eta: float, dt: float, *,
                  form: str = "pseudo-parabolic", variable: str = "auto", t0: float = 0.0,
                  mass: float | None = None, quadrature_degree: int | None = None,
@@ -175,16 +186,13 @@ class JKOFlow(TimeIntegrator):
                  stability_method: str = "arnoldi", method="radauIIA", stages: int = 3,
                  adaptive: bool = False, tol: float = 1e-6, dt_min: float = 1e-12,
                  dt_max: float = math.inf, max_retries: int = 6,
-                 solver_parameters: dict | None = None, options_prefix: str = "jkoflow",
-                 appctx: dict | None = None):
+                 solver_parameters: dict | str | None = None,
+                 solver_parameters_extra: dict | None = None,
+                 options_prefix: str = "jkoflow", appctx: dict | None = None):
         if not isinstance(energy, Energy):
             raise TypeError(f"energy must be a jkoflow Energy, got {type(energy).__name__}")
         if form not in JKOFLOW_FORMS:
             raise ValueError(f"unknown JKO-Flow form={form!r}; valid: {list(JKOFLOW_FORMS)}")
-        if variable not in _VARIABLES:
-            raise ValueError(f"unknown variable={variable!r}; valid: {list(_VARIABLES)}")
-        if variable == "auto":
-            variable = "log" if energy.entropic else "density"
         try:
             eta = float(eta)
         except (TypeError, ValueError):
@@ -192,32 +200,15 @@ class JKOFlow(TimeIntegrator):
         if not (math.isfinite(eta) and eta >= 0):
             raise ValueError(f"eta must be finite and >= 0 (0 gives the WGF), got eta = {eta!r}")
         check_positive("dt", dt)
-        self.geometry = geom = energy.geometry
-        self.energy, self.form, self.variable = energy, form, variable
-        self.eta = eta
+        self.form = form
+        self.eta_constant = Constant(eta)
         self.growth_tol = float(growth_tol)
-        self.quadrature_degree = quadrature_degree
-        m0 = check_density(geom, rho0, strictly_positive=(variable == "log"))
-        V = self.V = rho0.function_space()
-        # One quadrature rule for every integral (residual, Jacobian, mass): Newton's
-        # Jacobian is then exact and the discrete mass conservation holds.
-        k = V.ufl_element().embedded_superdegree
-        md = quadrature_degree or geom.quadrature_degree or (2 * k + 2)
-        self._dx = geom.dx(degree=md)
-        self._qdeg = md
+        u0 = self._init_density(energy, rho0, variable, mass, quadrature_degree)
+        V = self.V
         W = self.W = V * V
         w = Function(W, name="jkoflow_state")
-        u0 = Function(V)
-        if variable == "log":
-            u0.interpolate(ufl.ln(rho0))
-            target = m0 if mass is None else check_positive("mass", mass)
-            u0.assign(u0 + math.log(target / float(assemble(ufl.exp(u0) * self._dx))))
-        else:
-            u0.assign(rho0)
-            if mass is not None:
-                u0.assign(u0 * (check_positive("mass", mass) / m0))
         w.subfunctions[0].assign(u0)
-        w.subfunctions[0].rename("log_density" if variable == "log" else "density")
+        w.subfunctions[0].rename(u0.name())
         w.subfunctions[1].rename("chemical_potential")
 
         # Placeholder density and test function for UFL's first variation of I_J.
@@ -242,55 +233,56 @@ class JKOFlow(TimeIntegrator):
 
         u, mu = split(w)
         q, v = TestFunctions(W)
-        F = self._residual(u, mu, q, v, Dt)
+        F = self.residual(u, mu, q, v, Dt)
         t, dtc = time_constants(t0, dt)
-        # Defaults: tight tolerances; for the log variable (log-shaped Newton steps, see
-        # TimeIntegrator._log_update) a stop at the ~1e-11 residual floor of the far,
-        # under-resolved tails, whose mass defect is removed in check_state.  The
-        # backtracking line search is kept: with the mixed (u, mu) system full steps
-        # diverge in the tails for large dt (tested on the 1D OU Gaussians).
-        params = preset("direct", snes_rtol=1e-13, snes_atol=1e-15)
-        if variable == "log":
-            params.update(snes_divergence_tolerance=1e300, snes_rtol=1e-12, snes_atol=1e-11)
-        params.update(solver_parameters or {})
         super().__init__(F, w, t, dtc, method=method, stages=stages, stage_type="value",
                          adaptive=adaptive, tol=tol, dt_min=dt_min, dt_max=dt_max,
                          max_retries=max_retries,
-                         log_fields=(0,) if variable == "log" else (),
-                         solver_parameters=params, options_prefix=options_prefix,
-                         appctx=appctx)
-        self.initial_mass = self.mass()
-        self.mass_corrections: list[float] = []
-        self.min_density = global_min(w.subfunctions[0]) if variable == "density" else None
-        self._rho_out = Function(V, name="density")
-        self._rho_step = None
+                         log_fields=(0,) if self.variable == "log" else (),
+                         solver_parameters=solver_parameters,
+                         solver_parameters_extra=solver_parameters_extra,
+                         options_prefix=options_prefix, appctx=appctx,
+                         tune_parameters=self._tune)
+        self._finish_density()
+
+    def _tune(self, params: dict) -> dict:
+        """Adapt a named preset: tight tolerances; for the log variable (log-shaped Newton
+        steps, see ``TimeIntegrator._log_update``) a stop at the ~1e-11 residual floor of
+        the far, under-resolved tails, whose mass defect is removed in check_state.  The
+        preset's line search is kept: with the mixed (u, mu) system full steps diverge
+        in the tails for large dt (tested on the 1D OU Gaussians)."""
+        params.update(snes_rtol=1e-13, snes_atol=1e-15)
+        if self.variable == "log":
+            params.update(snes_divergence_tolerance=1e300, snes_rtol=1e-12, snes_atol=1e-11)
+        if params.get("ksp_type") not in (None, "preonly"):
+            params.setdefault("ksp_atol", 1e-3 * params["snes_atol"])
+        return params
+
+    @property
+    def eta(self) -> float:
+        r"""The JKO step :math:`\eta` modelled (a ``Constant`` in the forms:
+        :attr:`eta_constant`)."""
+        return float(self.eta_constant)
 
     # ------------------------------------------------------------ the form
-    def density_expr(self, u):
-        r""":math:`\rho = R(u)`: :math:`e^u` for the log variable, :math:`u` otherwise."""
-        return ufl.exp(u) if self.variable == "log" else u
-
-    def _dR(self, u):
-        return ufl.exp(u) if self.variable == "log" else ufl.as_ufl(1.0)
-
     def curvature_variation(self, rho, direction) -> ufl.Form:
         r""":math:`\frac{dI_J}{d\rho}[\delta\rho]` at the expression ``rho`` in the direction
         ``direction``: UFL's ``derivative`` of :meth:`Energy.curvature_form`, taken at a
-        placeholder Function and substituted."""
+        placeholder Function and substituted, with the solver's quadrature."""
         form = self.energy.curvature_variation(self._r, self._vr)
         form = ufl.replace(form, {self._r: rho, self._vr: direction})
-        return _with_quadrature(form, self._qdeg)
+        return _with_quadrature(form, self.quadrature_degree)
 
-    def _residual(self, u, mu, q, v, ddt) -> ufl.Form:
+    def residual(self, u, mu, q, v, ddt) -> ufl.Form:
         r"""The residual for unknowns ``(u, mu)``, tests ``(q, v)``; ``ddt`` is the time
         derivative (Irksome's ``Dt``, or a linearisation for the stability analysis)."""
-        geom, en, dx = self.geometry, self.energy, self._dx
-        eta = self.eta
+        geom, en, dx = self.geometry, self.energy, self.dx
+        eta = self.eta_constant
         rho = self.density_expr(u)
         g = en.first_variation(rho)
         F = ddt(rho) * q * dx + geom.weighted_stiffness(rho, mu, q, dx)
         F += (mu - g) * v * dx
-        if eta == 0:
+        if self.eta == 0:
             return F
         if self.form == "fisher":
             F += (eta / 4) * self.curvature_variation(rho, v)
@@ -304,97 +296,37 @@ class JKOFlow(TimeIntegrator):
     # ---------------------------------------------------------------- state
     @property
     def u_field(self) -> Function:
-        """The density variable (log-density or density) of the state."""
-        return self.u.subfunctions[0]
+        """The density variable of the state (alias of :attr:`density_field`)."""
+        return self.density_field
 
     @property
     def mu(self) -> Function:
         r"""The chemical potential :math:`\mu^\eta` (or :math:`\tilde\mu`)."""
         return self.u.subfunctions[1]
 
-    @property
-    def rho_expr(self):
-        """The density as a UFL expression of the state (exact for integrals)."""
-        return self.density_expr(self.u_field)
-
-    @property
-    def rho(self) -> Function:
-        """The current density as a Function (the nodal interpolant of :math:`e^l`)."""
-        if self.variable == "density":
-            return self.u_field
-        if self._rho_step != (self.num_steps, self.t):
-            self._rho_out.interpolate(self.rho_expr)
-            self._rho_step = (self.num_steps, self.t)
-        return self._rho_out
-
-    def mass(self) -> float:
-        r""":math:`\int_M\rho\,\mathrm{dvol}` with the residual's quadrature (collective)."""
-        return float(assemble(self.rho_expr * self._dx))
-
-    def energy_value(self) -> float:
-        r""":math:`J(\rho)` of the current density (collective)."""
-        return float(assemble(self.energy.integrand(self.rho_expr) * self._dx))
-
     def modified_energy_value(self) -> float:
         r""":math:`J^\eta(\rho) = J(\rho) - \frac{\eta}{4}I_J(\rho)` (collective)."""
         return self.energy_value() - self.eta / 4 * self.fisher_information()
 
     def fisher_information(self) -> float:
-        r""":math:`I_J(\rho) = \int|\nabla_g g|^2_g\rho` (relative Fisher information for KL)."""
-        rho = self.rho_expr
-        g = self.energy.first_variation(rho)
-        return float(assemble(self.geometry.grad_norm2(g) * rho * self._dx))
+        r""":math:`I_J(\rho) = \int|\nabla_g g|^2_g\rho` (relative Fisher information for
+        KL): the :meth:`dissipation` of the WGF."""
+        return self.dissipation()
 
     def output_functions(self) -> list[Function]:
-        """Density, chemical potential (and log-density) for VTK output."""
-        out = [self.rho, self.mu]
-        return out + ([self.u_field] if self.variable == "log" else [])
+        """``density``, ``log_density`` (log variable), ``chemical_potential``."""
+        return super().output_functions() + [self.mu]
 
     def check_stability(self, method: str = "arnoldi") -> StabilityReport:
         """Run the linear stability analysis at the current state (any form)."""
-        self.linearised.set_state(self.u_field)
+        self.linearised.set_state(self.density_field)
         self.stability = analyse_stability(self, method=method, growth_tol=self.growth_tol)
         return self.stability
 
-    def load_checkpoint(self, path: str, idx: int = -1) -> float:
-        """Restore the state, time and step from a :class:`Checkpointer` file (as
-        :meth:`TimeIntegrator.load_checkpoint`) and reset the reference mass."""
-        t = super().load_checkpoint(path, idx)
-        self.initial_mass = self.mass()
-        return t
+    def checkpoint_metadata(self) -> dict:
+        meta = super().checkpoint_metadata()
+        meta.update(form=self.form, eta=self.eta)
+        return meta
 
-    # ---------------------------------------------------------------- hooks
-    def error_norm(self, a: Function, b: Function) -> float:
-        r"""Relative :math:`L^2` difference of the densities (the controller's measure;
-        the algebraic :math:`\mu` is not controlled)."""
-        ra = self.density_expr(a.subfunctions[0])
-        rb = self.density_expr(b.subfunctions[0])
-        num = float(assemble((ra - rb) ** 2 * self._dx))
-        den = float(assemble(ra ** 2 * self._dx))
-        return math.sqrt(num / den)
-
-    def check_state(self) -> str | None:
-        r"""Reject non-finite states; for the log variable remove the mass defect left by
-        the SNES tolerance (:math:`l \gets l + \log(m_0/m)`, recorded in
-        ``mass_corrections``); for the density variable record negative densities."""
-        msg = super().check_state()
-        if msg is not None:
-            return msg
-        if self.variable == "log":
-            ratio = self.initial_mass / self.mass()
-            self.mass_corrections.append(ratio - 1.0)
-            self.u_field.assign(self.u_field + math.log(ratio))
-            return None
-        lo = global_min(self.u_field)
-        self.min_density = min(self.min_density, lo)
-        if lo < 0:
-            logger.warning("JKOFlow (density variable): negative density %.3g near t = %g",
-                           lo, self.t)
-        return None
-
-    def describe(self) -> str:
-        """One line: energy, form, variable, eta, space, time integration."""
-        V = self.V
-        return (f"JKOFlow of {self.energy.name} on {self.geometry.name}: form={self.form}, "
-                f"variable={self.variable}, eta={self.eta:g}, {V.ufl_element()}, "
-                f"{self.W.dim()} dofs, {self.tableau}, dt={self.dt:g}, adaptive={self.adaptive}")
+    def _describe_form(self) -> str:
+        return f"form={self.form}, eta={self.eta:g}, "

@@ -1,19 +1,20 @@
-"""Observers for :class:`~jkoflow.solvers.timestepping.TimeIntegrator`: time series,
-VTK output and checkpoints.
+"""Observers of the time-stepping protocol (:class:`~jkoflow.solvers.protocol.Stepper`):
+time series and VTK output (checkpoints: :mod:`jkoflow.solvers.checkpointing`).
 
-An observer is any callable ``obs(solver)``; ``solver.add_observer(obs)`` calls it at
-once (the current state) and after every accepted step.  Those here use only the
-integrator's public interface: ``t``, ``dt``, ``u``, ``energy_value()``, ``mass()`` and
+An observer is any callable ``obs(solver)``, for every solver alike (JKO scheme,
+WGF, JKO-Flow); ``solver.add_observer(obs)`` calls it at once (the current state) and
+after every accepted step.  Those here use only the protocol's public interface:
+``t``, ``dt``, ``step_number``, ``energy_value()``, ``mass()`` and
 ``output_functions()``.
 """
 from __future__ import annotations
 
 import numpy as np
-from firedrake import CheckpointFile, VTKFile
+from firedrake import VTKFile
 
 from .common import check_int
 
-__all__ = ["TimeSeries", "VTKOutput", "Checkpointer", "load_checkpoint_mesh"]
+__all__ = ["TimeSeries", "VTKOutput", "load_checkpoint_mesh"]
 
 
 class TimeSeries:
@@ -54,7 +55,8 @@ class TimeSeries:
 
 
 class VTKOutput:
-    """Observer writing :meth:`~jkoflow.solvers.timestepping.TimeIntegrator.output_functions` to a ``.pvd`` series."""
+    """Observer writing the solver's ``output_functions()`` to a ``.pvd`` series (the
+    same field names for every solver: ``density``, ``log_density``, ...)."""
 
     def __init__(self, path: str, every: int = 1):
         self.path = path
@@ -72,37 +74,12 @@ class VTKOutput:
         self._file.write(*fields, time=solver.t)
 
 
-class Checkpointer:
-    """Observer saving the state to a ``CheckpointFile`` (mesh once, then snapshots).
-
-    Each snapshot is ``save_function(u, idx=k, timestepping_info={"time": t, "dt": dt})``;
-    restart with :func:`load_checkpoint_mesh` and :meth:`~jkoflow.solvers.timestepping.TimeIntegrator.load_checkpoint`.
-    """
-
-    def __init__(self, path: str, every: int = 1):
-        self.path = path
-        self.every = check_int("every", every)
-        self._calls = 0
-        self.index = 0
-
-    def __call__(self, solver):
-        self._calls += 1
-        if (self._calls - 1) % self.every:
-            return
-        u = solver.u
-        mesh = u.function_space().mesh()
-        mode = "w" if self.index == 0 else "a"
-        with CheckpointFile(self.path, mode, comm=mesh.comm) as f:
-            if self.index == 0:
-                f.save_mesh(mesh)
-            f.save_function(u, idx=self.index,
-                            timestepping_info={"time": solver.t, "dt": solver.dt})
-        self.index += 1
-
-
 def load_checkpoint_mesh(path: str, name: str | None = None, comm=None):
-    """Load the mesh saved by a :class:`Checkpointer` (wrap it in a ``Geometry``)."""
-    from firedrake.mesh import DEFAULT_MESH_NAME
-    kwargs = {} if comm is None else {"comm": comm}
-    with CheckpointFile(path, "r", **kwargs) as f:
-        return f.load_mesh(name or DEFAULT_MESH_NAME)
+    """Deprecated: use :func:`jkoflow.solvers.restart` (or
+    :func:`~jkoflow.solvers.read_checkpoint` ``(path).mesh``).  Returns the mesh of a
+    :class:`~jkoflow.solvers.Checkpointer` file."""
+    import warnings
+    from .checkpointing import read_checkpoint
+    warnings.warn("load_checkpoint_mesh is deprecated; use jkoflow.solvers.restart(path, build)",
+                  DeprecationWarning, stacklevel=2)
+    return read_checkpoint(path, comm=comm).mesh

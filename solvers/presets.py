@@ -1,16 +1,31 @@
-"""Named PETSc solver presets.
+"""Named PETSc solver presets, and the one rule by which every solver takes options.
 
 Each preset is a nested dict in Firedrake's style (flags as ``None``).  Always take a
 copy with :func:`preset` before changing one::
 
     params = preset("direct")
     params["snes_rtol"] = 1e-12
+
+The options rule (as in G-ADOPT), the same for every jkoflow solver
+(:func:`resolve_parameters`):
+
+``solver_parameters``
+    ``None`` (the solver's default), the **name** of a preset (``"direct"``,
+    ``"iterative"``, ...), which the solver adapts to its formulation (e.g. the
+    log-density flows take full Newton steps), or a **complete dict**, used as given:
+    it *replaces* the defaults.
+``solver_parameters_extra``
+    A dict that *updates* whatever the first argument selected (e.g.
+    ``{"snes_monitor": None}``).
+
+Options given on the command line with the solver's prefix (``-wgf_snes_max_it 5``)
+take precedence over both, as everywhere in Firedrake.
 """
 from __future__ import annotations
 
 import copy
 
-__all__ = ["PRESETS", "preset"]
+__all__ = ["PRESETS", "preset", "resolve_parameters"]
 
 # MUMPS LU; ICNTL(24) detects null pivots, so singular systems with a known null
 # space (e.g. potentials defined up to a constant) factor too.
@@ -94,4 +109,53 @@ def preset(name: str, **overrides) -> dict:
         raise ValueError(f"unknown solver preset {name!r}; valid: {sorted(PRESETS)}")
     params = copy.deepcopy(PRESETS[name])
     params.update(overrides)
+    return params
+
+
+def resolve_parameters(solver_parameters=None, extra: dict | None = None, default="direct",
+                       tune=None) -> dict:
+    """The solver options by the one rule of jkoflow (see the module notes).
+
+    Parameters
+    ----------
+    solver_parameters
+        ``None`` (use ``default``), a preset name, or a complete dict (copied, used as
+        given: it replaces the defaults).
+    extra
+        A dict applied on top (``solver_parameters_extra``).
+    default
+        The solver's default: a preset name or a dict.
+    tune
+        Optional ``tune(params) -> params`` applied to *named* presets only (including a
+        named default): the solver's adaptation of a generic preset to its formulation.
+
+    Returns
+    -------
+    dict
+        A fresh dict (never aliases the caller's).
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset name.
+    TypeError
+        If ``solver_parameters`` is neither ``None``, a name nor a dict, or ``extra`` is
+        not a dict.
+    """
+    if solver_parameters is None:
+        solver_parameters = default
+    if isinstance(solver_parameters, str):
+        params = preset(solver_parameters)
+        if tune is not None:
+            params = tune(params)
+    elif isinstance(solver_parameters, dict):
+        params = copy.deepcopy(solver_parameters)
+    else:
+        raise TypeError("solver_parameters must be a preset name "
+                        f"({', '.join(map(repr, sorted(PRESETS)))}) or a dict, got "
+                        f"{type(solver_parameters).__name__}")
+    if extra is not None:
+        if not isinstance(extra, dict):
+            raise TypeError(f"solver_parameters_extra must be a dict, got {type(extra).__name__}")
+        params.update(copy.deepcopy(extra))
     return params

@@ -129,7 +129,7 @@ class UnstableFormError(ValueError):
 class LinearisedOperator:
     r"""The JKO-Flow residual linearised at a state :math:`u`.
 
-    Built from the flow's own residual (``flow._residual``) with the time derivative
+    Built from the flow's own residual (``flow.residual``) with the time derivative
     replaced by a directional derivative, :math:`\partial_t f(u) \to f'(u)[\dot u]`,
     so that :math:`F(u; \dot u, \mu)` is affine in :math:`z = (\dot u, \mu)`.
 
@@ -157,7 +157,7 @@ class LinearisedOperator:
         def ddt(f):
             return ufl.derivative(f, self.u, zdir)
 
-        F = flow._residual(self.u, zmu, q, v, ddt)
+        F = flow.residual(self.u, zmu, q, v, ddt)
         self.F = ufl.replace(F, {zdir: zu})
         self.prefix = prefix
         params = preset("linear")
@@ -186,9 +186,9 @@ class LinearisedOperator:
         self.K = assemble(derivative(self.F, self.z), mat_type="aij").petscmat
         self.A = assemble(derivative(self.F, self.u, TrialFunction(V)), mat_type="aij").petscmat
         p, q = TrialFunction(V), TestFunction(V)
-        w = flow._dR(self.u)
-        self.M = assemble(w * p * q * flow._dx, mat_type="aij").petscmat
-        ell = assemble(w * q * flow._dx)
+        w = flow.density_derivative(self.u)
+        self.M = assemble(w * p * q * flow.dx, mat_type="aij").petscmat
+        ell = assemble(w * q * flow.dx)
         with ell.dat.vec_ro as e:
             self.ell = e.copy()
         self.ksp = self._lu(self.K, "")
@@ -200,7 +200,7 @@ class LinearisedOperator:
         self.frame = None
         if flow.variable == "log":
             rate = split(self.z)[0]
-            self.frame = assemble(w * rate * p * q * flow._dx, mat_type="aij").petscmat
+            self.frame = assemble(w * rate * p * q * flow.dx, mat_type="aij").petscmat
             self._mass_ksp = self._lu(self.M, "mass_")
         self._rhs, self._sol = self.K.createVecs()
         self.ones = self.ell.duplicate()
@@ -290,10 +290,10 @@ class LinearisedOperator:
         if flow.energy.U is None:   # no internal energy: no fourth-order term
             return 0.0
         D = flow.energy.diffusivity(flow.density_expr(self.u))
-        w = flow._dR(self.u)
+        w = flow.density_derivative(self.u)
         p, q = TrialFunction(V), TestFunction(V)
-        KD = assemble(D * w * geom.dot_grad(p, q) * flow._dx, mat_type="aij").petscmat
-        M = assemble(w * p * q * flow._dx, mat_type="aij").petscmat
+        KD = assemble(D * w * geom.dot_grad(p, q) * flow.dx, mat_type="aij").petscmat
+        M = assemble(w * p * q * flow.dx, mat_type="aij").petscmat
         ksp = self._lu(M, "kappa_")
         tmp = self.new_vec()
 

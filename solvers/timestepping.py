@@ -8,24 +8,27 @@ Irksome's ``Dt``,
 for an unknown :class:`~firedrake.Function` ``u`` (scalar or mixed), with a fully
 implicit Runge--Kutta method (Radau IIA by default).  Subclasses build the residual
 and call ``TimeIntegrator.__init__``; the Wasserstein gradient flow
-(:class:`jkoflow.solvers.WassersteinGradientFlow`) and the JKO-Flow subclass it.
+(:class:`jkoflow.solvers.WassersteinGradientFlow`) and the JKO-Flow subclass it
+(through :class:`~jkoflow.solvers.density_flow.DensityFlow`).  It implements the
+time-stepping protocol :class:`~jkoflow.solvers.protocol.Stepper` shared with the JKO
+scheme (observers, checkpoints and restart, progress).
 
 Public interface (stable)
 -------------------------
 ``TimeIntegrator(F, u, t, dt, *, method, stages, stage_type, adaptive, tol, ...)``
     ``t`` and ``dt`` are :class:`~firedrake.Constant` objects used in ``F``
     (make them with :func:`time_constants`); ``F`` contains ``Dt(...)`` terms.
-``step()``, ``advance_to(T)``
-    One accepted step (returns its size) / step until ``t == T`` exactly.
-``t``, ``dt``, ``u``
-    Current time (float), nominal/proposed step (float, settable), the state.
+``step()``, ``advance_to(T)``, ``run(steps)``
+    One accepted step (returns its size) / step until ``t == T`` exactly / n steps.
+``t``, ``dt``, ``u`` (= ``state``), ``step_number``
+    Current time (float), nominal/proposed step (float, settable), the state, the
+    number of accepted steps (kept across restarts).
 ``add_observer(obs)``
     ``obs(solver)`` is called now and after every accepted step.
 :class:`TimeSeries`, :class:`VTKOutput`, :class:`Checkpointer`
-    (defined in :mod:`jkoflow.solvers.observers`, re-exported here) Ready-made observers: a (t, energy, mass, ...) recorder, ``VTKFile`` output of
-    :meth:`TimeIntegrator.output_functions`, ``CheckpointFile`` snapshots of ``u``.
-``load_checkpoint(path, idx=-1)``, :func:`load_checkpoint_mesh`
-    Restart from a snapshot (state, time and step size).
+    Ready-made observers (:mod:`jkoflow.solvers.observers`,
+    :mod:`jkoflow.solvers.checkpointing`); restart with
+    :func:`~jkoflow.solvers.restart`.
 ``log_fields=(i, ...)``
     Fields of ``u`` that are log-densities: Newton steps taken in density variables.
 ``solver_stats()``, ``statistics()``
@@ -62,26 +65,25 @@ Step doubling is method-agnostic and, unlike an unfiltered embedded estimate, is
 not fooled by stiff (fast-decaying) modes.
 
 A failed nonlinear solve (or a state rejected by :meth:`~TimeIntegrator.check_state`)
-is retried from the same state with a step halved up to ``max_retries`` times;
-then :class:`~jkoflow.solvers.common.SolverDivergedError` is raised with the SNES
-residual history of every attempt.
+is retried from the same state with a step halved up to ``max_retries`` times (each
+retry is logged as a warning); then :class:`~jkoflow.solvers.common.SolverDivergedError`
+is raised with the SNES residual history of every attempt.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import numpy as np
 import ufl
-from firedrake import CheckpointFile, Constant, Function, assemble
+from firedrake import Constant, Function, assemble
 from firedrake.exceptions import ConvergenceError
 from firedrake.petsc import PETSc
 from mpi4py import MPI
 
-from .common import (SolverDivergedError, SolverStats, _reason_name, check_int, check_positive,
-                     logger)
-from .observers import Checkpointer, TimeSeries, VTKOutput, load_checkpoint_mesh
-from .presets import preset
+from .checkpointing import Checkpointer
+from .common import SolverDivergedError, _reason_name, check_int, check_positive, logger
+from .observers import TimeSeries, VTKOutput, load_checkpoint_mesh
+from .presets import resolve_parameters
+from .protocol import Stepper
 
 __all__ = ["TimeIntegrator", "TimeSeries", "VTKOutput", "Checkpointer", "time_constants",
            "make_tableau", "load_checkpoint_mesh", "METHODS"]
@@ -135,7 +137,7 @@ class _StepFailure(Exception):
     """Internal: an attempted step failed (SNES divergence or rejected state)."""
 
 
-class TimeIntegrator(SolverStats):
+class TimeIntegrator(Stepper):
     r"""Implicit Runge--Kutta integration of ``F(t, u, Dt(u); v) = 0`` with retries.
 
     Parameters
@@ -178,8 +180,10 @@ class TimeIntegrator(SolverStats):
         :math:`e^c`.
     log_min
         Lower bound kept by the Newton updates of log fields (``e^-500`` is ~1e-217).
-    solver_parameters
-        PETSc options for the stage system (default: :func:`preset` ``("direct")``).
+    solver_parameters, solver_parameters_extra
+        PETSc options for the stage system by the rule of
+        :func:`~jkoflow.solvers.presets.resolve_parameters`: a preset name (default
+        ``"direct"``) or a full dict, updated by the extra dict.
     options_prefix
         PETSc options prefix (e.g. ``-jkoflow_ts_snes_monitor``).
     appctx
@@ -199,9 +203,10 @@ class TimeIntegrator(SolverStats):
                  dt_min: float = 1e-12, dt_max: float = math.inf, max_retries: int = 6,
                  order: int | None = None, log_fields=(), log_floor: float = 1.0,
                  log_min: float = -500.0,
-                 solver_parameters: dict | None = None,
+                 solver_parameters: dict | str | None = None,
+                 solver_parameters_extra: dict | None = None,
                  options_prefix: str = "jkoflow_ts", appctx: dict | None = None,
-                 stepper_kwargs: dict | None = None):
+                 stepper_kwargs: dict | None = None, tune_parameters=None):
         import irksome
         if stage_type not in ("value", "deriv"):
             raise ValueError(f"unknown stage_type {stage_type!r}; valid: ['value', 'deriv']")
@@ -209,6 +214,7 @@ class TimeIntegrator(SolverStats):
         self._t_const, self._dt_const = t, dt
         self._t = float(t)
         self._dt = check_positive("dt", float(dt))
+        self.dt_nominal = self._dt
         self.tableau = make_tableau(method, stages)
         self.adaptive = bool(adaptive)
         self.tol = check_positive("tol", tol)
@@ -217,7 +223,11 @@ class TimeIntegrator(SolverStats):
         self.max_retries = check_int("max_retries", max_retries, 0)
         self.order = int(order or self.tableau.order)
         self.fac_min, self.fac_max, self.safety = 0.2, 3.0, 0.9
-        params = preset("direct") if solver_parameters is None else dict(solver_parameters)
+        params = resolve_parameters(solver_parameters, solver_parameters_extra, "direct",
+                                    tune_parameters)
+        self.solver_parameters = params
+        self.options_prefix = options_prefix
+        self.method = method if isinstance(method, str) else str(self.tableau)
         kwargs = dict(stepper_kwargs or {})
         kwargs.update(stage_type=stage_type, solver_parameters=params,
                       options_prefix=options_prefix, appctx=appctx)
@@ -238,7 +248,7 @@ class TimeIntegrator(SolverStats):
             self.solver.snes.setLineSearchPreCheck(self._log_update)
         V = u.function_space()
         self._u_start, self._u_full = Function(V), Function(V)
-        self.observers: list[Callable] = []
+        self._init_protocol()
         self._init_stats()
         self.num_rejected = 0
         self.num_retries = 0
@@ -294,6 +304,11 @@ class TimeIntegrator(SolverStats):
     def dt(self, value: float):
         self._dt = check_positive("dt", value)
 
+    @property
+    def state(self) -> Function:
+        """The state that checkpoints store (``u``)."""
+        return self.u
+
     # ------------------------------------------------------------- hooks
     def energy_value(self) -> float:
         """The energy of the current state (subclasses override)."""
@@ -322,22 +337,24 @@ class TimeIntegrator(SolverStats):
         """Return a message to reject the just-computed state (default: non-finite values)."""
         return None if _all_finite(self.u) else "the new state has NaN or infinite values"
 
-    # ------------------------------------------------------------ observers
-    def add_observer(self, obs: Callable, *, call_now: bool = True) -> Callable:
-        """Register ``obs(solver)``, called after every accepted step (and now)."""
-        if not callable(obs):
-            raise TypeError(f"an observer must be callable, got {type(obs).__name__}")
-        self.observers.append(obs)
-        if call_now:
-            obs(self)
-        return obs
+    def checkpoint_metadata(self) -> dict:
+        """The protocol's record plus the time integration (method, stages, nominal dt,
+        adaptivity)."""
+        meta = super().checkpoint_metadata()
+        meta.update(method=self.method, stages=int(self.tableau.num_stages),
+                    dt=self.dt_nominal, adaptive=self.adaptive,
+                    tol=self.tol if self.adaptive else None)
+        return meta
 
-    def _notify(self):
-        for obs in self.observers:
-            obs(self)
+    def _restore_state(self, state: Function, info: dict):
+        self.u.assign(state)
+        self._t = float(info["time"])
+        self._t_const.assign(self._t)
+        self._dt = check_positive("dt", info["dt"])
 
     # --------------------------------------------------------------- stepping
     def _reset_stages(self):
+        """Start Newton from the current state (Irksome's constant-in-time guess)."""
         stepper = self.stepper
         if hasattr(stepper, "set_initial_guess"):
             stepper.set_initial_guess()
@@ -391,6 +408,9 @@ class TimeIntegrator(SolverStats):
             If the step still fails after ``max_retries`` halvings (or below
             ``dt_min``); the message lists the SNES history of every attempt.
         """
+        return self._advance(dt_limit)
+
+    def _advance(self, dt_limit: float | None) -> float:
         h = min(self._dt, self.dt_max)
         clipped = dt_limit is not None and dt_limit <= h * (1 + 1e-10)
         if clipped:
@@ -407,8 +427,8 @@ class TimeIntegrator(SolverStats):
                 self.num_retries += 1
                 if failures > self.max_retries or 0.5 * h < self.dt_min:
                     self._raise_diverged(log)
-                logger.info("step at t=%g failed with dt=%g; retrying with dt=%g",
-                            self._t, h, 0.5 * h)
+                logger.warning("%s: step at t = %.6g failed with dt = %.3g (%s); retrying "
+                               "with dt = %.3g", self.label, self._t, h, log[-1][2], 0.5 * h)
                 h, clipped = 0.5 * h, False
                 continue
             if err is None:
@@ -425,33 +445,21 @@ class TimeIntegrator(SolverStats):
             self.u.assign(self._u_start)
             h = max(h * min(0.9, max(self.fac_min, fac)), self.dt_min)
             clipped = False
-            logger.info("step at t=%g rejected (error %.3g > %.3g); retrying with dt=%g",
-                        self._t, err, self.tol * h, h)
+            # error control is the adaptive method at work, not a fallback
+            logger.debug("%s: step at t = %g rejected (error %.3g > %.3g); retrying with "
+                         "dt = %g", self.label, self._t, err, self.tol * h, h)
             if h <= self.dt_min:
                 self._raise_diverged(log + [(self._t, h, "step size fell below dt_min", [])])
         self._t += h
         self._t_const.assign(self._t)
         self._dt_const.assign(h)
         self._count(0, 0, steps=1)
-        self._notify()
+        self._accepted(h)
         return h
 
-    def advance_to(self, T: float) -> float:
-        """Step until the time is exactly ``T``; return ``T``.
-
-        Raises
-        ------
-        ValueError
-            If ``T`` is before the current time.
-        """
-        T = float(T)
-        if T < self._t - 1e-12 * max(1.0, abs(T)):
-            raise ValueError(f"cannot advance backwards: t = {self._t:g} > T = {T:g}")
-        while T - self._t > 1e-12 * max(1.0, abs(T)):
-            self.step(dt_limit=T - self._t)
+    def _set_time(self, T: float):
         self._t = T
         self._t_const.assign(T)
-        return T
 
     def _raise_diverged(self, log: list):
         lines = []
@@ -475,22 +483,22 @@ class TimeIntegrator(SolverStats):
 
     # ------------------------------------------------------------ checkpoint
     def load_checkpoint(self, path: str, idx: int = -1) -> float:
-        """Restore ``u``, the time and the step size from a :class:`Checkpointer` file.
+        """Deprecated: use :func:`jkoflow.solvers.restart`.
 
-        The solver's mesh must be the one loaded from that file
-        (:func:`load_checkpoint_mesh`).  Returns the restored time.
+        Restores the snapshot of step ``idx`` (default: the last) of a
+        :class:`Checkpointer` file into this solver, after checking that the solver
+        matches the checkpoint's record (as :func:`~jkoflow.solvers.restart` does);
+        returns the restored time.
         """
-        # The mesh of the unknown (for a mixed space, Firedrake's function space
-        # returns a mesh sequence, which CheckpointFile cannot use).
+        import warnings
+        from .checkpointing import CheckpointError, _differences, _metadata, read_checkpoint
+        warnings.warn("TimeIntegrator.load_checkpoint is deprecated; use "
+                      "jkoflow.solvers.restart(path, build)", DeprecationWarning, stacklevel=2)
         mesh = ufl.domain.extract_unique_domain(self.u)
-        name = self.u.name()
-        with CheckpointFile(path, "r", comm=mesh.comm) as f:
-            hist = f.get_timestepping_history(mesh, name)
-            k = list(hist["index"])[idx]
-            pos = list(hist["index"]).index(k)
-            self.u.assign(f.load_function(mesh, name, idx=k))
-        self._t = float(hist["time"][pos])
-        self._t_const.assign(self._t)
-        if "dt" in hist:
-            self._dt = float(hist["dt"][pos])
+        snap = read_checkpoint(path, None if idx == -1 else idx, comm=mesh.comm, mesh=mesh)
+        diff = _differences(snap.metadata, _metadata(self))
+        if diff:
+            raise CheckpointError(f"cannot load {path!r} into this solver:\n  "
+                                  + "\n  ".join(diff))
+        self.restore(snap._state, snap.info)
         return self._t

@@ -59,22 +59,24 @@ Formulations (``form=``)
     discretisation error.  The plain density form is as accurate on that test but
     undershoots (min -1.7e-3 against max 1).
 
-Accessors: ``solver.rho`` (the density as a Function on the geometry), ``solver.t``,
-:meth:`~WassersteinGradientFlow.energy_value`, :meth:`~WassersteinGradientFlow.mass`,
-:meth:`~WassersteinGradientFlow.dissipation` (:math:`I_J`, the energy decay rate).
+Accessors (the density layer :class:`~jkoflow.solvers.density_flow.DensityFlow`, shared
+with the JKO-Flow): ``solver.rho`` (the density as a Function named ``"density"``),
+``rho_expr``, ``t``, ``energy_value()``, ``mass()``, ``dissipation()`` (:math:`I_J`, the
+energy decay rate); ``variable`` is ``"log"`` for the log form and ``"density"`` for
+the two density forms.  Every integral uses the quadrature degree of
+:meth:`jkoflow.meshes.Geometry.quadrature_degree_for` (:math:`2k+2` by default), the
+rule of the JKO step too.
 """
 from __future__ import annotations
 
 import math
 
-import ufl
-from firedrake import Function, TestFunction, assemble
+from firedrake import Function, TestFunction
 from irksome import Dt
 
-from .common import check_density, check_positive, global_min, logger
+from .density_flow import DensityFlow
 from .energies import Energy
-from .presets import preset
-from .timestepping import TimeIntegrator, time_constants
+from .timestepping import time_constants
 
 __all__ = ["WassersteinGradientFlow", "WGF_FORMS"]
 
@@ -82,7 +84,7 @@ __all__ = ["WassersteinGradientFlow", "WGF_FORMS"]
 WGF_FORMS = ("log", "density", "bounded")
 
 
-class WassersteinGradientFlow(TimeIntegrator):
+class WassersteinGradientFlow(DensityFlow):
     r"""Reference solver for the Wasserstein gradient flow of an :class:`Energy`.
 
     Parameters
@@ -102,13 +104,20 @@ class WassersteinGradientFlow(TimeIntegrator):
         Initial time.
     mass
         If given, the initial density is rescaled to this mass.
+    quadrature_degree
+        Quadrature degree of every integral (default: the geometry's, else
+        :math:`2k+2` for :math:`P_k`).
     method, stages, adaptive, tol, dt_min, dt_max, max_retries
         Time integration (see :class:`TimeIntegrator`; Radau IIA, 3 stages, order 5).
-    solver_parameters, options_prefix, appctx
-        PETSc options (they update the defaults: the ``"direct"`` preset with
-        ``snes_rtol=1e-13, snes_atol=1e-15``; for the log form full Newton steps and
-        ``snes_rtol=1e-12, snes_atol=1e-11``; ``vinewtonrsls`` for the bounded form),
-        prefix ``"wgf_"``, context.
+    solver_parameters, solver_parameters_extra
+        PETSc options by the rule of :func:`~jkoflow.solvers.resolve_parameters`: a
+        preset name (default ``"direct"``), adapted to the formulation (tight
+        tolerances so that mass is exact to round-off; the log form takes full Newton
+        steps, shaped by ``TimeIntegrator._log_update``, and stops at the
+        :math:`10^{-11}` residual floor of under-resolved tails; the bounded form uses
+        ``vinewtonrsls``), or a full dict used as given; the extra dict updates either.
+    options_prefix, appctx
+        PETSc options prefix (default ``"wgf"``: ``-wgf_snes_monitor``), context.
 
     Raises
     ------
@@ -120,11 +129,15 @@ class WassersteinGradientFlow(TimeIntegrator):
         From :meth:`step`/:meth:`advance_to` when a step fails after all retries.
     """
 
+    label = "WGF"
+
     def __init__(self, energy: Energy, rho0: Function, dt: float, *, form: str = "auto",
-                 t0: float = 0.0, mass: float | None = None, method="radauIIA",
+                 t0: float = 0.0, mass: float | None = None,
+                 quadrature_degree: int | None = None, method="radauIIA",
                  stages: int = 3, adaptive: bool = False, tol: float = 1e-6,
                  dt_min: float = 1e-12, dt_max: float = math.inf, max_retries: int = 6,
-                 solver_parameters: dict | None = None, options_prefix: str = "wgf",
+                 solver_parameters: dict | str | None = None,
+                 solver_parameters_extra: dict | None = None, options_prefix: str = "wgf",
                  appctx: dict | None = None):
         if not isinstance(energy, Energy):
             raise TypeError(f"energy must be a jkoflow Energy, got {type(energy).__name__}")
@@ -133,136 +146,48 @@ class WassersteinGradientFlow(TimeIntegrator):
         if form not in WGF_FORMS:
             raise ValueError(f"unknown WGF formulation form={form!r}; valid: "
                              f"{['auto', *WGF_FORMS]}")
-        check_positive("dt", dt)
-        geom = self.geometry = energy.geometry
-        self.energy = energy
         self.form = form
-        m0 = check_density(geom, rho0, strictly_positive=(form == "log"))
-        V = rho0.function_space()
-        u = Function(V)
-        if form == "log":
-            u.interpolate(ufl.ln(rho0))
-            if mass is not None:
-                u.assign(u + math.log(check_positive("mass", mass) / geom.mass(ufl.exp(u))))
-            u.rename("log_density")
-            rho_expr = ufl.exp(u)
-        else:
-            u.assign(rho0)
-            if mass is not None:
-                u.assign(u * (check_positive("mass", mass) / m0))
-            u.rename("density")
-            rho_expr = u
-        self.rho_expr = rho_expr
         t, dtc = time_constants(t0, dt)
-        v = TestFunction(V)
-        flux = energy.flux(rho_expr, log_rho=u if form == "log" else None)
-        # One quadrature rule for the time-derivative term and for mass(): with it the
-        # discrete mass conservation (test function v = 1) is exact.
-        k = V.ufl_element().embedded_superdegree
-        self.dx = geom.dx(degree=2 * k + 2) if form == "log" else geom.dx
-        F = (Dt(rho_expr) * v * self.dx
-             + geom.inner(flux, geom.grad(v)) * geom.dx)
-        # Defaults (updated by the user's solver_parameters): tolerances tight enough
-        # that the conserved mass is exact to round-off; the log form's Newton steps are
-        # shaped by TimeIntegrator._log_update, so they are taken in full.
-        params = preset("direct", snes_rtol=1e-13, snes_atol=1e-15)
-        bounds = None
-        if form == "log":
+        u = self._init_density(energy, rho0, "log" if form == "log" else "density", mass,
+                               quadrature_degree, bounded=(form == "bounded"))
+        geom, dx = self.geometry, self.dx
+        rho = self.density_expr(u)
+        v = TestFunction(self.V)
+        flux = energy.flux(rho, log_rho=u if form == "log" else None)
+        # One quadrature rule for every term and for mass(): with it the discrete mass
+        # conservation (test function v = 1) is exact.
+        F = Dt(rho) * v * dx + geom.inner(flux, geom.grad(v)) * dx
+        bounds = ("stage", Function(self.V), None) if form == "bounded" else None
+        super().__init__(F, u, t, dtc, method=method, stages=stages, stage_type="value",
+                         log_fields=(0,) if form == "log" else (),
+                         bounds=bounds, adaptive=adaptive, tol=tol, dt_min=dt_min,
+                         dt_max=dt_max, max_retries=max_retries,
+                         solver_parameters=solver_parameters,
+                         solver_parameters_extra=solver_parameters_extra,
+                         options_prefix=options_prefix, appctx=appctx,
+                         tune_parameters=self._tune)
+        self._finish_density()
+
+    def _tune(self, params: dict) -> dict:
+        """Adapt a named preset to the formulation (see the class notes)."""
+        params.update(snes_rtol=1e-13, snes_atol=1e-15)
+        if self.form == "log":
             # where the Galerkin density would want to be negative (far, under-resolved
             # tails) the log form's residual stalls at ~1e-13..1e-11: stop there (the
             # mass defect of that size is removed in check_state)
             params.update(snes_linesearch_type="basic", snes_divergence_tolerance=1e300,
                           snes_rtol=1e-12, snes_atol=1e-11)
-        elif form == "bounded":
-            bounds = ("stage", Function(V), None)
+        elif self.form == "bounded":
             params.update(snes_type="vinewtonrsls", snes_linesearch_type="basic")
-        params.update(solver_parameters or {})
-        super().__init__(F, u, t, dtc, method=method, stages=stages, stage_type="value",
-                         log_fields=(0,) if form == "log" else (),
-                         bounds=bounds, adaptive=adaptive, tol=tol, dt_min=dt_min,
-                         dt_max=dt_max, max_retries=max_retries,
-                         solver_parameters=params, options_prefix=options_prefix,
-                         appctx=appctx)
-        self.initial_mass = self.mass()
-        self.min_density = global_min(u) if form != "log" else None
-        self.mass_corrections: list[float] = []
-        self._rho_out = Function(V, name="density")
+        if params.get("ksp_type") not in (None, "preonly"):
+            # a Krylov solve must be tighter than the Newton tolerance it serves
+            params.setdefault("ksp_atol", 1e-3 * params["snes_atol"])
+        return params
 
-    # --------------------------------------------------------------- state
-    @property
-    def rho(self) -> Function:
-        """The current density as a Function in the solution space.
-
-        The state itself for the density forms; for ``form="log"`` the nodal
-        interpolant of :math:`e^l` (positive; its mass differs from the exact
-        :meth:`mass` of :math:`e^l` by the interpolation error; use
-        :attr:`rho_expr` for exact integrals).
-        """
-        if self.form != "log":
-            return self.u
-        return self._rho_out.interpolate(self.rho_expr)
-
-    def mass(self) -> float:
-        r""":math:`\int_M\rho\,\mathrm{dvol}` of the current density (collective)."""
-        return float(assemble(self.rho_expr * self.dx))
-
-    def energy_value(self) -> float:
-        r""":math:`J(\rho)` of the current density (collective).
-
-        For entropic energies in the density forms, :math:`U(\rho)` is taken as 0
-        where :math:`\rho \le 0` (its continuous extension at 0), so round-off
-        undershoots do not give NaN.
-        """
-        en, rho = self.energy, self.rho_expr
-        if self.form == "log" or not en.entropic:
-            return en.value(rho)
-        Vrho = en.V * rho if en.V is not None else 0
-        return float(assemble(ufl.conditional(ufl.gt(rho, 0), en.integrand(rho), Vrho)
-                              * self.geometry.dx))
-
-    def dissipation(self) -> float:
-        r""":math:`I_J(\rho) = \int|\nabla_g\,\delta J/\delta\rho|_g^2\rho = -dJ/dt`."""
-        if self.form == "log":
-            # grad g = U''(rho) grad rho + grad V = D(rho) grad l + grad V
-            geom, en, rho = self.geometry, self.energy, self.rho_expr
-            grad_g = en.diffusivity(rho) * geom.grad(self.u)
-            if en.V is not None:
-                grad_g = grad_g + geom.grad(en.V)
-            return float(assemble(geom.norm2(grad_g) * rho * geom.dx))
-        return self.energy.curvature(self.rho_expr)
-
-    def output_functions(self) -> list[Function]:
-        """The density (and the log-density for ``form="log"``) for VTK output."""
-        return [self.rho] + ([self.u] if self.form == "log" else [])
-
-    # ---------------------------------------------------------------- hooks
-    def error_norm(self, a: Function, b: Function) -> float:
-        r"""Relative :math:`L^2` difference of the two densities (controller measure)."""
-        dx = self.geometry.dx
-        ra, rb = (ufl.exp(a), ufl.exp(b)) if self.form == "log" else (a, b)
-        num = float(assemble((ra - rb) ** 2 * dx))
-        den = float(assemble(ra ** 2 * dx))
-        return math.sqrt(num / den)
-
-    def check_state(self) -> str | None:
-        """Reject non-finite states; record the minimum density (density forms); for the
-        log and bounded forms remove the mass defect left by the nonlinear solver
-        (``mass_corrections``: SNES-tolerance sized for the log form, the mass created
-        by active bounds for the bounded form)."""
-        msg = super().check_state()
-        if msg is not None:
-            return msg
-        if self.form != "log":
-            lo = global_min(self.u)
-            self.min_density = min(self.min_density, lo)
-            if lo < 0 and self.form == "density":
-                logger.warning("WGF (density form): negative density %.3g near t = %g",
-                               lo, self.t)
-        if self.form in ("log", "bounded"):
-            corr = self.initial_mass / self.mass()
-            self.mass_corrections.append(corr - 1.0)
-            self.u.assign(self.u + math.log(corr) if self.form == "log" else self.u * corr)
-        return None
+    def checkpoint_metadata(self) -> dict:
+        meta = super().checkpoint_metadata()
+        meta["form"] = self.form
+        return meta
 
     def failure_hint(self) -> str | None:
         if self.form == "log":
@@ -274,16 +199,5 @@ class WassersteinGradientFlow(TimeIntegrator):
             return "a degenerate diffusion may need form='bounded'"
         return None
 
-    def load_checkpoint(self, path: str, idx: int = -1) -> float:
-        """Restore a :class:`~jkoflow.solvers.timestepping.Checkpointer` snapshot; the
-        restored mass becomes the conserved one.  Returns the restored time."""
-        t = super().load_checkpoint(path, idx)
-        self.initial_mass = self.mass()
-        return t
-
-    def describe(self) -> str:
-        """One line: energy, formulation, space, time integration."""
-        V = self.u.function_space()
-        return (f"WGF of {self.energy.name} on {self.geometry.name}: form={self.form}, "
-                f"{V.ufl_element()}, {V.dim()} dofs, {self.tableau}, dt={self.dt:g}, "
-                f"adaptive={self.adaptive}")
+    def _describe_form(self) -> str:
+        return f"form={self.form}, "

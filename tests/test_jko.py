@@ -17,7 +17,7 @@ from firedrake.petsc import PETSc
 from conftest import rates
 from jkoflow.meshes import interval, poincare_disk, rectangle, sphere, torus
 from jkoflow.solvers import (BenamouBrenier, JKOScheme, JKOStep, SolverDivergedError, W2Geodesic, entropy, kl,
-                             load_checkpoint, preset)
+                             preset, restart)
 
 A, ETA, M0, S0 = 1.0, 0.1, 2.0, 0.25       # V = a x^2/2, step, initial mean, variance
 
@@ -230,13 +230,15 @@ def test_checkpoint_restart(tmp_path):
     first, _ = gaussian_scheme_1d(n=44, N=2, degree=1, checkpoint=path)
     first.run(2)
     del first
-    mesh, state, k, t, eta = load_checkpoint(path)
-    assert (k, eta) == (2, ETA) and abs(t - 2 * ETA) < 1e-14
     from jkoflow.meshes import Geometry
-    geom = Geometry(mesh, name="interval")
-    x = geom.x[0]
-    resumed = JKOScheme(kl(geom, A * x ** 2 / 2), None, eta, 2, log_rho0=state, k0=k, t0=t,
-                        checkpoint=path)
+
+    def build(mesh, rho):
+        geom = Geometry(mesh, name="interval")
+        return JKOScheme(kl(geom, A * geom.x[0] ** 2 / 2), rho, ETA, 2, checkpoint=path,
+                         checkpoint_mode="resume")
+
+    resumed = restart(path, build)
+    assert resumed.k == 2 and abs(resumed.t - 2 * ETA) < 1e-14
     resumed.run(1)
     assert resumed.k == 3
     assert abs(resumed.energy_value() - straight.energy_value()) < 1e-10

@@ -18,8 +18,8 @@ from mpi4py import MPI
 
 from jkoflow.meshes import Geometry, interval, rectangle, sphere, unit_square
 from jkoflow.solvers import (Checkpointer, SolverDivergedError, TimeIntegrator, TimeSeries,
-                             VTKOutput, WassersteinGradientFlow, entropy, kl,
-                             load_checkpoint_mesh, porous_medium, time_constants)
+                             VTKOutput, WassersteinGradientFlow, entropy, kl, porous_medium,
+                             restart, time_constants)
 
 from conftest import rates
 
@@ -271,13 +271,13 @@ def test_snes_failure_retry_and_error():
     x = geom.x[0]
     rho0 = Function(FunctionSpace(geom.mesh, "CG", 2)).interpolate(gaussian(x, 2.0, 0.5))
     params = {"snes_max_it": 3, "snes_rtol": 1e-8}
-    flow = WassersteinGradientFlow(kl(geom, x ** 2 / 2), rho0, 1.0, solver_parameters=params,
-                                   stages=1)
+    flow = WassersteinGradientFlow(kl(geom, x ** 2 / 2), rho0, 1.0,
+                                   solver_parameters_extra=params, stages=1)
     flow.advance_to(1.0)
     assert flow.num_retries >= 1 and flow.t == 1.0
     assert flow.statistics()["retries"] == flow.num_retries
-    flow = WassersteinGradientFlow(kl(geom, x ** 2 / 2), rho0, 1.0, solver_parameters=params,
-                                   stages=1, max_retries=0)
+    flow = WassersteinGradientFlow(kl(geom, x ** 2 / 2), rho0, 1.0,
+                                   solver_parameters_extra=params, stages=1, max_retries=0)
     with pytest.raises(SolverDivergedError, match="DIVERGED_MAX_IT") as info:
         flow.step()
     assert "SNES residual" in str(info.value) and len(info.value.history) == 4
@@ -302,13 +302,13 @@ def test_observers_vtk_checkpoint_restart(tmp_path):
 
     final = moments(flow, x)
 
-    mesh = load_checkpoint_mesh(chk)
-    geom2 = Geometry(mesh, name="restart")
-    x2 = geom2.x[0]
-    rho_any = Function(FunctionSpace(mesh, "CG", 2)).assign(1.0)
-    flow2 = WassersteinGradientFlow(kl(geom2, x2 ** 2 / 2), rho_any, 0.1, stages=2)
-    t = flow2.load_checkpoint(chk, idx=2)
-    assert abs(t - 0.2) < 1e-14
+    def build(mesh, rho):
+        geom2 = Geometry(mesh, name="restart")
+        return WassersteinGradientFlow(kl(geom2, geom2.x[0] ** 2 / 2), rho, 0.1, stages=2)
+
+    flow2 = restart(chk, build, step=2)
+    assert abs(flow2.t - 0.2) < 1e-14 and flow2.step_number == 2
+    x2 = flow2.geometry.x[0]
     flow2.advance_to(0.4)
     # (the reloaded mesh numbers its dofs differently: compare moments)
     assert np.allclose(moments(flow2, x2), final, rtol=1e-10, atol=1e-12)
@@ -336,11 +336,14 @@ def test_parallel_1d_reference_and_checkpoint(tmp_path_factory):
     flow_s, err_s, _ = ou_1d(56, 2, 0.1, T=0.3, comm=MPI.COMM_SELF)
     assert abs(err - err_s) < 1e-12 and err < 1e-5, (err, err_s)
     check_invariants(series)
-    geom = Geometry(load_checkpoint_mesh(chk), name="restart")
-    x = geom.x[0]
-    rho_any = Function(FunctionSpace(geom.mesh, "CG", 2)).assign(1.0)
-    flow2 = WassersteinGradientFlow(kl(geom, A * x ** 2 / 2), rho_any, 0.1)
-    assert abs(flow2.load_checkpoint(chk, idx=1) - 0.1) < 1e-14
+
+    def build(mesh, rho):
+        geom = Geometry(mesh, name="restart")
+        return WassersteinGradientFlow(kl(geom, A * geom.x[0] ** 2 / 2), rho, 0.1)
+
+    flow2 = restart(chk, build, step=1)
+    assert abs(flow2.t - 0.1) < 1e-14
+    geom, x = flow2.geometry, flow2.geometry.x[0]
     flow2.advance_to(0.3)
     exact = gaussian(x, *ou_moments(0.3))
     err2 = math.sqrt(geom.integrate((flow2.rho_expr - exact) ** 2, degree=12))
