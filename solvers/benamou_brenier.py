@@ -207,11 +207,10 @@ class BenamouBrenier(SolverStats):
             F += -z * v * dxv + (r * z - self.mu / self.N * self.barrier_weight) * q * dxv
         if self.fixed_end and variable == "density":
             # Both ends fixed: the potentials are defined up to one common constant.
-            # A tiny zeroth-order term in the continuity rows fixes it (summing those
-            # rows forces sum_i int phi_i = 0, as the end masses are equal) at a
-            # relative perturbation of the slices' masses of order 1e-12.
-            for p, q in zip(P, t_phi):
-                F += -self.gauge * p * q * self.dx
+            # A tiny zeroth-order term in the first continuity rows fixes it: summing
+            # all continuity rows forces int phi_1 = 0 (the end masses are equal), so
+            # every slice keeps its mass exactly; the local perturbation is 1e-12.
+            F += -self.gauge * P[0] * t_phi[0] * self.dx
         subs = dict(zip(R, self._rhos[1:1 + self.n_rho]))
         subs.update(zip(P, self._phis))
         self.lagrangian = ufl.replace(self.lagrangian, subs)

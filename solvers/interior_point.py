@@ -54,7 +54,7 @@ __all__ = ["InteriorPoint", "DEFAULT_BARRIER"]
 #: ``kappa_eps * mu``; ``tol``: final scaled KKT error; ``tau_min``: fraction to the
 #: boundary; ``kappa_sigma``: dual safeguard; ``start_mix``: weight theta of the
 #: uniform density in the interior start; ``max_it``: Newton iterations per solve.
-DEFAULT_BARRIER = {"mu0": 1e-2, "mu_min": 1e-7, "kappa_mu": 0.2, "theta_mu": 1.5,
+DEFAULT_BARRIER = {"mu0": 1e-2, "mu_min": 1e-6, "kappa_mu": 0.2, "theta_mu": 1.5,
                    "kappa_eps": 10.0, "tol": 1e-8, "tau_min": 0.99, "kappa_sigma": 1e10,
                    "start_mix": 0.1, "max_it": 100}
 
