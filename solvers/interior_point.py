@@ -198,4 +198,3 @@ class InteriorPoint:
         if it >= o["max_it"]:
             return _DIVERGED_MAX_IT
         return _ITERATING
-

@@ -13,7 +13,7 @@ exact answers, for densities that vanish on open sets.
 import numpy as np
 import pytest
 import ufl
-from firedrake import COMM_SELF, COMM_WORLD, Function, FunctionSpace, assemble
+from firedrake import COMM_SELF, COMM_WORLD, Function, FunctionSpace
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import disk, interval, rectangle, unit_square
