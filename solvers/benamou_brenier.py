@@ -68,6 +68,7 @@ from .presets import preset
 
 __all__ = ["BenamouBrenier", "TransportResult", "DEFAULT_BARRIER"]
 
+
 def vertex_measure(geometry, V):
     """The volume measure with the vertex (mass-lumping) quadrature rule for P1.
 
