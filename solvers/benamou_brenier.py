@@ -37,11 +37,11 @@ Two representations of the densities (``variable=``):
   taken with respect to :math:`\rho_i` (not :math:`l_i`), so Hamilton--Jacobi rows stay
   O(1) where :math:`\rho` is tiny.
 * ``"density"``: the unknowns are :math:`\rho_i\in P_k` (arithmetic mean), kept
-  positive by a primal-dual interior-point method: nodal duals :math:`z_i` with
-  complementarity :math:`\rho_i z_i = \mu\,\Delta s\,w` at the vertices (mass-lumped
-  quadrature; :math:`w = \rho_0` makes the barrier scale-free), continuation in
-  :math:`\mu`, a fraction-to-boundary rule and an IPOPT-style dual reset in a SNES
-  line-search pre-check.  For energies whose minimisers vanish on open sets.
+  non-negative by the primal-dual interior-point method of
+  :mod:`jkoflow.solvers.interior_point` (nodal duals, a uniform barrier weight, a
+  strictly interior start, separate primal and dual fraction-to-boundary steps and a
+  monotone barrier decrease, all in one SNES solve).  The data may vanish on open
+  sets: this is the form for compactly supported densities.
 
 Spaces: :math:`\rho_i` (or :math:`l_i`) and :math:`\phi_i` both continuous
 :math:`P_k`.  Then the constraint operator (a mass matrix) is square and invertible,
@@ -61,15 +61,12 @@ from firedrake import (Constant, Function, FunctionSpace, MixedFunctionSpace,
                        VectorSpaceBasis, assemble, derivative, split)
 from mpi4py import MPI
 
-from .common import SolverDivergedError, SolverStats, check_int, global_min, solve_or_raise
+from .common import (SolverDivergedError, SolverStats, check_int, global_min, logger,
+                     solve_or_raise)
+from .interior_point import DEFAULT_BARRIER, InteriorPoint
 from .presets import preset, resolve_parameters
 
 __all__ = ["BenamouBrenier", "TransportResult", "DEFAULT_BARRIER"]
-
-#: Default interior-point schedule: mu is relative (multiplied by ``mu_scale``);
-#: levels ``mu0, mu0*factor, ...`` down to ``mu_min``.
-DEFAULT_BARRIER = {"mu0": 1e-4, "mu_min": 1e-10, "factor": 1e-2, "tau": 0.995,
-                   "kappa": 1e10}
 
 
 def vertex_measure(geometry, V):
@@ -134,10 +131,8 @@ class BenamouBrenier(SolverStats):
     variable
         ``"log"`` (log-density unknowns) or ``"density"`` (interior point).
     barrier
-        Interior-point schedule for ``variable="density"``, keys as in
-        :data:`DEFAULT_BARRIER`.
-    mu_scale
-        Multiplies the barrier levels (a :class:`~firedrake.Constant` or number).
+        Interior-point options for ``variable="density"``, keys as in
+        :data:`~jkoflow.solvers.interior_point.DEFAULT_BARRIER`.
     quadrature_degree
         Quadrature degree of all integrals (the rule of
         :meth:`~jkoflow.meshes.Geometry.quadrature_degree_for`: this, else the
@@ -149,7 +144,7 @@ class BenamouBrenier(SolverStats):
     """
 
     def __init__(self, geometry, N: int, terminal=None, *, degree: int = 1,
-                 variable: str = "density", barrier: dict | None = None, mu_scale=1.0,
+                 variable: str = "density", barrier: dict | None = None,
                  quadrature_degree: int | None = None, solver_parameters: dict | None = None,
                  solver_parameters_extra: dict | None = None,
                  options_prefix: str = "jko", appctx: dict | None = None):
@@ -181,12 +176,16 @@ class BenamouBrenier(SolverStats):
         spaces = [V] * (self.n_rho + self.N + self.n_dual)
         self.W = MixedFunctionSpace(spaces)
         self.w = Function(self.W, name="transport_state")
+        # Barrier parameter (absolute: the interior point sets it) and weight.
         self.mu = Constant(0.0)
-        self.mu_scale = mu_scale
         self.barrier_weight = Function(V, name="barrier_weight")
+        # Gauge of the potentials when both ends are fixed (see below).
+        self.gauge = Constant(0.0)
         qd = geometry.quadrature_degree_for(self.degree, quadrature_degree)
         self.dx = geometry.dx(degree=qd)
-        self._dx_barrier = vertex_measure(geometry, self.V) if self.degree == 1 else self.dx
+        #: Measure of the complementarity rows (vertex rule for P1: diagonal blocks).
+        self.barrier_measure = (vertex_measure(geometry, self.V) if self.degree == 1
+                                else self.dx)
 
         parts = split(self.w)
         unknowns = list(parts[self.rho_fields])
@@ -207,17 +206,22 @@ class BenamouBrenier(SolverStats):
         t_dual = tests[self.dual_fields]
         F = sum(derivative(self.lagrangian, c, v) for c, v in zip(R + P, t_rho + t_phi))
         # Dual rows: stationarity gains -z_i; complementarity rho_i z_i = mu*ds*w.
-        dxv = self._dx_barrier
-        mu_ds = self.mu * self.mu_scale / self.N
+        dxv = self.barrier_measure
         for r, z, v, q in zip(R, duals, t_rho, t_dual):
-            F += -z * v * dxv + (r * z - mu_ds * self.barrier_weight) * q * dxv
+            F += -z * v * dxv + (r * z - self.mu / self.N * self.barrier_weight) * q * dxv
+        if self.fixed_end and variable == "density":
+            # Both ends fixed: the potentials are defined up to one common constant.
+            # A tiny zeroth-order term in the first continuity rows fixes it: summing
+            # all continuity rows forces int phi_1 = 0 (the end masses are equal), so
+            # every slice keeps its mass exactly; the local perturbation is 1e-12.
+            F += -self.gauge * P[0] * t_phi[0] * self.dx
         subs = dict(zip(R, self._rhos[1:1 + self.n_rho]))
         subs.update(zip(P, self._phis))
         self.lagrangian = ufl.replace(self.lagrangian, subs)
         F = ufl.replace(F, subs)
         problem = NonlinearVariationalProblem(F, self.w, J=derivative(F, self.w))
         nullspace = None
-        if self.fixed_end:
+        if self.fixed_end and variable == "log":
             # With both ends prescribed the potentials are defined up to one common
             # constant: that vector spans the Jacobian's null space.
             shift = Function(self.W)
@@ -229,9 +233,12 @@ class BenamouBrenier(SolverStats):
         # Log unknowns: minimise ||F||^2 along the Newton direction (l2 line search).
         # With both ends fixed the Jacobian is singular (a constant potential shift):
         # GMRES preconditioned by a null-pivot-tolerant LU, with the null space removed.
-        default = preset("direct", snes_linesearch_type="basic" if variable == "density"
-                         else "l2")
-        if self.fixed_end:
+        if variable == "density":
+            default = preset("direct", snes_linesearch_type="basic",
+                             snes_max_it=self.barrier["max_it"])
+        else:
+            default = preset("direct", snes_linesearch_type="l2")
+        if nullspace is not None:
             default.update(ksp_type="gmres", ksp_rtol=1e-12, ksp_atol=1e-14)
         params = resolve_parameters(solver_parameters, solver_parameters_extra, default)
         self.check_preconditioner(str(params.get("pc_python_type", "")))
@@ -244,13 +251,16 @@ class BenamouBrenier(SolverStats):
         with self.w.dat.vec_ro as v:
             first = v.getOwnershipRange()[0]
         self._rho_local_indices = self.field_indices(self.rho_fields) - first
-        self._dual_local_indices = self.field_indices(self.dual_fields) - first
-        self.solver.snes.setLineSearchPreCheck(
-            self._fraction_to_boundary if variable == "density" else self._limit_log_step)
-        self.last_step_fraction = 1.0
+        self.interior_point = None
+        if variable == "density":
+            self.interior_point = InteriorPoint(self, self.barrier)
+            self.interior_point.attach(self.solver.snes)
+        else:
+            self.solver.snes.setLineSearchPreCheck(self._limit_log_step)
         self.max_log_step = 10.0
         self.continuation_path = []
         self.clipped_updates = 0
+        self._volume = None
         self._init_stats()
 
     # ---------------------------------------------------------- internals
@@ -267,7 +277,7 @@ class BenamouBrenier(SolverStats):
                              "(variable='density'): with log-densities the Schur "
                              "complement's rows scale like rho and vanish in the tails")
         if name == "TransportSweepPC" and (self.fixed_end or self.degree != 1):
-            raise ValueError("the 'schur' solver (TransportSweepPC) needs a free end density "
+            raise ValueError("the 'sweep' solver (TransportSweepPC) needs a free end density "
                              "(a JKO step) and P1 (its interior-point duals must be "
                              "vertex-lumped); use the direct solver otherwise")
 
@@ -305,41 +315,32 @@ class BenamouBrenier(SolverStats):
             return np.zeros(0, dtype=np.int64)
         return np.concatenate([i.getIndices() for i in ises]).astype(np.int64)
 
-    def _fraction_to_boundary(self, x, y):
-        """SNES pre-check: one primal-dual interior-point step.
+    @property
+    def barrier_target(self) -> float:
+        r"""The complementarity target factor :math:`\mu\,\Delta s` (so that
+        :math:`\rho_{i,j} z_{i,j} = \mu\,\Delta s\,w_j` on the central path)."""
+        return float(self.mu) / self.N
 
-        Newton updates ``x <- x - y`` (with the ``basic`` line search).  Here
+    def potential_scale(self) -> float:
+        r"""The size :math:`\Phi` of the potentials, which sets the barrier's units.
 
-        1. the whole step is scaled by the fraction-to-boundary length
-           ``alpha = min(1, tau * rho_j / y_j)`` over the densities, so that no nodal
-           density loses more than the fraction ``tau`` of its value;
-        2. the duals are then not moved along the Newton direction but reset, node by
-           node, to the central value :math:`\\mu w_j/\\rho_j^{new}` clipped to within
-           a factor ``kappa`` of the Newton value (as IPOPT safeguards its bound
-           multipliers).  Where a density grows by orders of magnitude (expanding
-           tails) the linearised complementarity would otherwise drive ``z`` negative
-           and force a tiny common step.
+        Here (both ends fixed) the squared diameter of the mesh's bounding box, the
+        scale of :math:`\phi` for a transport across the domain; a JKO step
+        overrides it with :math:`\eta` times the oscillation of
+        :math:`\delta J/\delta\rho`.
         """
-        idx_r, idx_z = self._rho_local_indices, self._dual_local_indices
-        arr = y.getArray()
-        xa = x.getArray(readonly=True)
-        xr, yr = xa[idx_r], arr[idx_r]
-        pos = yr > 0
-        alpha = float(np.min(self.barrier["tau"] * xr[pos] / yr[pos], initial=1.0))
-        alpha = self.geometry.comm.allreduce(min(alpha, 1.0), MPI.MIN)
-        self.last_step_fraction = min(self.last_step_fraction, alpha)
-        arr *= alpha
-        rho_new = xr - arr[idx_r]
-        central = self._mu_ds() * np.tile(self.barrier_weight.dat.data_ro, self.n_rho) / rho_new
-        z_newton = xa[idx_z] - arr[idx_z]
-        kappa = self.barrier["kappa"]
-        z_new = np.clip(z_newton, central / kappa, central * kappa)
-        arr[idx_z] = xa[idx_z] - z_new
-        return True
+        comm = self.geometry.comm
+        X = self.geometry.mesh.coordinates.dat.data_ro.reshape(
+            -1, self.geometry.mesh.coordinates.function_space().value_size)
+        lo = comm.allreduce(X.min(axis=0, initial=np.inf), MPI.MIN)
+        hi = comm.allreduce(X.max(axis=0, initial=-np.inf), MPI.MAX)
+        return float(np.sum((hi - lo) ** 2))
 
-    def _mu_ds(self) -> float:
-        """The complementarity target factor mu * scale * ds."""
-        return float(self.mu) * float(self.mu_scale) / self.N
+    def mean_density(self) -> float:
+        r""":math:`\bar\rho = \int\rho_0/|M|`, the uniform barrier weight."""
+        if self._volume is None:
+            self._volume = self.geometry.volume()
+        return self.mass(self.start) / self._volume
 
     def _limit_log_step(self, x, y):
         """SNES pre-check for log unknowns: clip each nodal log-density update to
@@ -362,17 +363,6 @@ class BenamouBrenier(SolverStats):
             return True
         return False
 
-    def _mu_levels(self) -> list[float]:
-        b = self.barrier
-        if self.variable == "log" or b["mu0"] <= 0:
-            return [0.0]
-        levels, mu = [], float(b["mu0"])
-        while mu > b["mu_min"] * (1 + 1e-12):
-            levels.append(mu)
-            mu *= b["factor"]
-        levels.append(float(b["mu_min"]))
-        return levels
-
     # ------------------------------------------------------------- access
     def unknown_slices(self) -> tuple[list, list]:
         """(density-slice unknowns, potentials) as ``Function`` views of the state."""
@@ -383,11 +373,23 @@ class BenamouBrenier(SolverStats):
         """The interior-point dual variables :math:`z_i` (``Function`` views)."""
         return list(self.w.subfunctions[self.dual_fields])
 
+    def interior_start(self, rho):
+        r"""The strictly positive density :math:`(1-\theta)\rho + \theta\bar\rho`
+        (``theta`` the barrier option ``start_mix``) with the mass of ``rho``: the
+        interior point's starting slices (a UFL expression)."""
+        theta = self.barrier["start_mix"]
+        return (1 - theta) * rho + theta * self.mean_density()
+
     def initial_guess(self, slices=None, phi=None):
-        """Set the state: unknown slices (in the representation) and one potential."""
+        """Set the state: unknown slices (in the representation; by default the start
+        density, made strictly interior for density unknowns) and one potential."""
         us, phis = self.unknown_slices()
+        default = self.start if self.variable == "log" else self.interior_start(self.start)
         for i, u in enumerate(us):
-            u.assign(slices[i] if slices is not None else self.start)
+            if slices is not None:
+                u.assign(slices[i])
+            else:
+                u.interpolate(default)
         for p in phis:
             p.assign(phi if phi is not None else 0.0)
 
@@ -423,7 +425,9 @@ class BenamouBrenier(SolverStats):
             if self.variable == "log":
                 u.assign(self.start + ratio * (u - self.start))
             else:
-                u.interpolate(ufl.exp((1 - ratio) * ufl.ln(self.start) + ratio * ufl.ln(u)))
+                # Geometric about the (strictly positive) interior start.
+                base = self.interior_start(self.start)
+                u.interpolate(ufl.exp((1 - ratio) * ufl.ln(base) + ratio * ufl.ln(u)))
 
     def solve_with_continuation(self, what: str, set_parameter, target: float,
                                 trivial_guess) -> TransportResult:
@@ -447,6 +451,9 @@ class BenamouBrenier(SolverStats):
             return self.run(what)
         except SolverDivergedError as err:
             first_error = err
+        logger.warning("%s: Newton failed (%d iterations, reason %s); falling back to "
+                       "continuation in the parameter from %.4g", what,
+                       len(first_error.history), first_error.reason, target / 4)
         self.w.assign(saved)
         reached, good, previous = 0.0, None, 0.0
         trial = target / 4
@@ -475,6 +482,7 @@ class BenamouBrenier(SolverStats):
             previous, reached, good = reached, trial, self.w.copy(deepcopy=True)
             trial = min(target, reached + 2 * (reached - previous))
         self.continuation_path = path
+        logger.warning("%s: continuation path (parameter, Newton iterations): %s", what, path)
         return self.result(snes_total, ksp_total, levels)
 
     def solve_levels(self, what: str) -> tuple[int, int, list]:
@@ -483,29 +491,28 @@ class BenamouBrenier(SolverStats):
         Returns ``(snes iterations, linear iterations, [(mu, iterations), ...])``;
         raises :class:`~jkoflow.solvers.common.SolverDivergedError` on failure.
         """
-        levels, snes_total, ksp_total = [], 0, 0
-        levels_mu = self._mu_levels()
-        if self.variable == "density":
-            ref = self.start if not self.fixed_end else 0.5 * (self.start + self.end)
-            self.barrier_weight.interpolate(ref)
-            for u in self.unknown_slices()[0]:
-                lo = global_min(u)
-                if not lo > 0:
-                    raise ValueError(f"{what}: the initial guess for the intermediate "
-                                     f"densities must be strictly positive (minimum {lo:.3g})")
-            # Start on the central path: z = mu0 * scale * ds * w / rho.
-            scale = float(self.mu_scale) * levels_mu[0] / self.N
-            for u, z in zip(self.unknown_slices()[0], self.duals()):
-                z.interpolate(scale * self.barrier_weight / u)
-        for mu in levels_mu:
-            self.mu.assign(mu)
-            self.last_step_fraction = 1.0
-            label = what if self.variable == "log" else f"{what} (barrier mu = {mu:.1e})"
-            its, lits = solve_or_raise(self.solver, label)
-            levels.append((mu, its))
-            snes_total += its
-            ksp_total += lits
-        return snes_total, ksp_total, levels
+        if self.variable == "log":
+            its, lits = solve_or_raise(self.solver, what)
+            return its, lits, [(0.0, its)]
+        for u in self.unknown_slices()[0]:
+            lo = global_min(u)
+            if not lo > 0:
+                raise ValueError(f"{what}: the initial guess for the intermediate "
+                                 f"densities must be strictly positive (minimum {lo:.3g})")
+        ipm = self.interior_point
+        scale = self.potential_scale()
+        rho_bar = self.mean_density()
+        ipm.start(rho_bar, scale)
+        if self.fixed_end:
+            self.gauge.assign(1e-12 * rho_bar / scale)
+        try:
+            its, lits = solve_or_raise(self.solver, f"{what} (interior point)")
+        except SolverDivergedError as err:
+            raise SolverDivergedError(
+                f"{err}\n  Barrier levels (mu, its) reached: {ipm.levels}, mu = "
+                f"{ipm.mu_hat:.2e}, scaled KKT error {ipm.last_error:.2e}",
+                history=err.history, reason=err.reason) from None
+        return its, lits, list(ipm.levels)
 
     def result(self, snes_total: int, ksp_total: int, levels: list) -> TransportResult:
         """Package the current (converged) state as a :class:`TransportResult`."""

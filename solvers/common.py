@@ -160,8 +160,11 @@ def check_density(geometry, rho: Function, *, strictly_positive: bool = False,
         raise ValueError(f"the {what} has {bad} NaN or infinite values")
     lo = global_min(rho)
     if strictly_positive and not lo > 0:
-        raise ValueError(f"the {what} must be strictly positive for this energy "
-                         f"(its minimum is {lo:.3g}); log-density energies need rho > 0")
+        raise ValueError(f"the {what} must be strictly positive with log-density "
+                         f"unknowns (its minimum is {lo:.3g}): entropic energies use "
+                         "log-density unknowns by default and need rho > 0; pass "
+                         "variable='density' (interior point) for a density that "
+                         "vanishes somewhere")
     if lo < 0:
         raise ValueError(f"the {what} is negative somewhere (minimum {lo:.3g})")
     mass = geometry.mass(rho)

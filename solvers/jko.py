@@ -16,9 +16,11 @@ With the end density prescribed instead, the same machinery computes the
 
 Newton is started from a linearised guess (all slices at :math:`\rho_k`, potential
 :math:`-\eta\,\delta J/\delta\rho(\rho_k)`, or the previous step's potential when
-iterating), so the interior-point loop needs a handful of iterations per barrier
-level; the barrier is scaled by :math:`\eta^2`, the size of the Hamilton--Jacobi
-terms it competes with.
+iterating).  With density unknowns (every non-entropic energy by default, and any
+energy with ``variable="density"``) the slices start strictly inside,
+:math:`(1-\theta)\rho_k + \theta\bar\rho`, so :math:`\rho_k` may vanish on open
+sets; the barrier's units are those of the potential, :math:`\Phi = \eta\,
+\operatorname{osc}\delta J/\delta\rho` (:mod:`jkoflow.solvers.interior_point`).
 """
 from __future__ import annotations
 
@@ -46,9 +48,13 @@ class JKOStep(BenamouBrenier):
         Number of transport-time slices.
     degree
         :math:`P_k` degree of densities and potentials.
+    variable
+        ``"log"`` (log-density unknowns; the default for entropic energies, which then
+        need :math:`\rho_k > 0`) or ``"density"`` (interior point; the default
+        otherwise; accepts densities that vanish on open sets, for every energy).
     barrier
-        Interior-point schedule (see :data:`~jkoflow.solvers.benamou_brenier.DEFAULT_BARRIER`);
-        levels are relative to :math:`\eta^2`.
+        Interior-point options (see
+        :data:`~jkoflow.solvers.interior_point.DEFAULT_BARRIER`).
     solver_parameters, options_prefix, appctx
         Firedrake solver options; the prefix defaults to ``"jko"`` so that
         ``-jko_snes_monitor`` works from the command line.
@@ -67,23 +73,35 @@ class JKOStep(BenamouBrenier):
                  options_prefix: str = "jko", appctx: dict | None = None):
         self.energy = energy
         self.eta = Constant(check_positive("eta (the JKO step size)", eta))
-        self._eta_sq = Constant(float(self.eta) ** 2)
         if variable is None:
             variable = "log" if energy.entropic else "density"
         # J with the solver's quadrature rule (self.dx), as every other term and solver
         super().__init__(energy.geometry, N,
                          terminal=lambda rho: self.eta * energy.integrand(rho) * self.dx,
                          degree=degree, variable=variable, barrier=barrier,
-                         mu_scale=self._eta_sq, quadrature_degree=quadrature_degree,
+                         quadrature_degree=quadrature_degree,
                          solver_parameters=solver_parameters,
                          solver_parameters_extra=solver_parameters_extra,
                          options_prefix=options_prefix, appctx=appctx)
         self._previous_phi = None
         self.continuation_path = []
 
+    def _first_variation_at_start(self):
+        rho = (self.density(self.start) if self.variable == "log"
+               else self.interior_start(self.start))
+        return self.energy.first_variation(rho)
+
     def _guess_potential(self) -> Function:
-        g = self.energy.first_variation(self.density(self.start))
-        return assemble(interpolate(-self.eta * g, self.V))
+        return assemble(interpolate(-self.eta * self._first_variation_at_start(), self.V))
+
+    def potential_scale(self) -> float:
+        r""":math:`\Phi = \eta\,(\max - \min)\,\delta J/\delta\rho` at the interior
+        start (nodal), the size of the potentials; a :math:`10^{-8}` fraction of the
+        squared domain diameter guards against a flat first variation."""
+        g = assemble(interpolate(self._first_variation_at_start(), self.V))
+        with g.dat.vec_ro as v:
+            osc = v.max()[1] - v.min()[1]
+        return float(self.eta) * osc + 1e-8 * super().potential_scale()
 
     def set_start(self, rho_k: Function | None = None, *, log_rho_k=None):
         """Set :math:`\\rho_k` from a density, or from its logarithm (log representation)."""
@@ -95,7 +113,8 @@ class JKOStep(BenamouBrenier):
             return
         if rho_k is None:
             raise ValueError("give the current density rho_k (or log_rho_k)")
-        check_density(self.geometry, rho_k, strictly_positive=True, what="density rho_k")
+        check_density(self.geometry, rho_k, strictly_positive=self.variable == "log",
+                      what="density rho_k")
         self.start.interpolate(self.represent(rho_k))
 
     def solve(self, rho_k: Function | None = None, eta: float | None = None, *,
@@ -137,7 +156,6 @@ class JKOStep(BenamouBrenier):
             self.eta.assign(check_positive("eta (the JKO step size)", eta))
             if self._previous_phi is not None:
                 self._previous_phi *= float(self.eta) / old
-        self._eta_sq.assign(float(self.eta) ** 2)
         what = f"{label} (eta = {float(self.eta):.4g}, N = {self.N})"
         if warm_start and self._previous_phi is not None:
             self.initial_guess(phi=self._previous_phi)
@@ -147,7 +165,6 @@ class JKOStep(BenamouBrenier):
 
         def set_eta(value):
             self.eta.assign(value)
-            self._eta_sq.assign(value ** 2)
 
         def trivial_guess():
             self.initial_guess(phi=self._guess_potential())
@@ -163,8 +180,13 @@ class W2Geodesic(BenamouBrenier):
     The intermediate densities :math:`\rho_1..\rho_{N-1}` and the potentials are the
     unknowns; :meth:`solve` returns a :class:`TransportResult` whose ``cost`` is
     :math:`W_2^2(\rho_0, \rho_N)` and whose ``slices`` are the displacement
-    interpolation at :math:`s = i/N`.  The potentials are defined up to one common
-    constant, a null space the Krylov solver removes.  Log-density unknowns only.
+    interpolation at :math:`s = i/N`.
+
+    ``variable="log"`` (default) needs strictly positive end densities; the potentials
+    are then defined up to one common constant, a null space the Krylov solver
+    removes.  ``variable="density"`` (interior point) takes densities that vanish on
+    open sets (compactly supported bumps); there the constant is fixed by a
+    :math:`10^{-12}`-relative zeroth-order term in the continuity equations.
     """
 
     def __init__(self, geometry, N: int = 8, *, degree: int = 1, variable: str = "log",
@@ -172,12 +194,6 @@ class W2Geodesic(BenamouBrenier):
                  solver_parameters: dict | None = None,
                  solver_parameters_extra: dict | None = None, options_prefix: str = "geodesic",
                  appctx: dict | None = None):
-        if variable != "log":
-            # Measured: with both ends fixed, the interior-point KKT system's singular
-            # LU (constant potentials) leaves GMRES stagnating from the first step.
-            raise ValueError(f"W2Geodesic needs log-density unknowns (variable='log'), "
-                             f"got variable={variable!r}: the interior-point (density) "
-                             "form is not supported for geodesics")
         super().__init__(geometry, N, terminal=None, degree=degree, variable=variable,
                          barrier=barrier, quadrature_degree=quadrature_degree,
                          solver_parameters=solver_parameters,
@@ -187,46 +203,58 @@ class W2Geodesic(BenamouBrenier):
     def solve(self, rho0: Function | None = None, rho1: Function | None = None, *,
               log_rho0: Function | None = None,
               log_rho1: Function | None = None) -> TransportResult:
-        """Geodesic from ``rho0`` to ``rho1`` (strictly positive, equal mass).
+        """Geodesic from ``rho0`` to ``rho1`` (equal mass; strictly positive for log
+        unknowns, non-negative for density unknowns).
 
         Masses must agree to 1%; the end density is rescaled to the start's mass
         (representation differences, e.g. of :math:`e^{P_1}`, are that small).
 
         Log-densities may be given instead (``log_rho0``, ``log_rho1``).
         """
+        log = self.variable == "log"
         for ends, rho, log_rho, what in ((self.start, rho0, log_rho0, "start density"),
                                          (self.end, rho1, log_rho1, "end density")):
             if log_rho is not None:
+                if not log:
+                    raise ValueError("log-densities are only accepted with variable='log'")
                 self.geometry.check_function(log_rho, what)
                 ends.interpolate(log_rho)
             elif rho is not None:
-                check_density(self.geometry, rho, strictly_positive=True, what=what)
-                ends.interpolate(ufl.ln(rho))
+                check_density(self.geometry, rho, strictly_positive=log, what=what)
+                ends.interpolate(self.represent(rho))
             else:
                 raise ValueError(f"give the {what} (or its logarithm)")
         m0, m1 = self.mass(self.start), self.mass(self.end)
         if abs(m0 - m1) > 1e-2 * max(m0, m1):
             raise ValueError(f"a W2 geodesic needs densities of equal mass, got {m0:.12g} "
                              f"and {m1:.12g}")
-        # Homotopy parameter tau in (0, 1]: the end density is the geometric
-        # interpolation rho0^(1-tau) rho1^tau renormalised to the start's mass (which
-        # also removes representation differences, e.g. of exp of a P1 log-density),
-        # so tau -> 0 is trivial.
+        # Homotopy parameter tau in (0, 1], used only if Newton fails: the end density
+        # is the geometric (log) or linear (density) interpolation of the two ends,
+        # renormalised to the start's mass (which also removes representation
+        # differences, e.g. of exp of a P1 log-density), so tau -> 0 is trivial.
         target_end = self.end.copy(deepcopy=True)
-        log0 = self.start
+        start = self.start
 
         def set_tau(tau):
-            end_log = Function(self.V).interpolate((1 - tau) * log0 + tau * target_end)
-            shift = float(np.log(self.mass(self.start)
-                                 / float(assemble(ufl.exp(end_log) * self.dx))))
-            end_log.assign(end_log + shift)
-            self.end.assign(end_log)
+            end = Function(self.V).interpolate((1 - tau) * start + tau * target_end)
+            if log:
+                shift = float(np.log(self.mass(self.start)
+                                     / float(assemble(ufl.exp(end) * self.dx))))
+                end.assign(end + shift)
+            else:
+                end.assign(end * (self.mass(self.start) / self.mass(end)))
+            self.end.assign(end)
 
         def trivial_guess():
-            guesses = [Function(self.V).interpolate(((self.N - i) * self.start + i * self.end)
-                                                    / self.N) for i in range(1, self.N)]
+            guesses = []
+            for i in range(1, self.N):
+                lin = ((self.N - i) * self.start + i * self.end) / self.N
+                guesses.append(Function(self.V).interpolate(
+                    lin if log else self.interior_start(lin)))
             self.initial_guess(slices=guesses, phi=0.0)
 
+        if not log:
+            trivial_guess()         # the interior point needs a strictly interior start
         return self.solve_with_continuation(f"W2 geodesic (N = {self.N})", set_tau, 1.0,
                                             trivial_guess)
 

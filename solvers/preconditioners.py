@@ -1,184 +1,393 @@
-r"""A Schur-complement preconditioner for the Benamou--Brenier KKT system.
+r"""Preconditioners for the KKT system of a JKO step with density unknowns.
 
-Each Newton step of a :class:`~jkoflow.solvers.BenamouBrenier` solve is a saddle-point
-system in the unknown density slices :math:`u` (log-densities or densities), the
-interior-point duals :math:`z` (density unknowns only) and the potentials
-:math:`\phi`.  After the duals are eliminated it reads
-
-.. math::
-
-    \begin{pmatrix} A & B^\top_\phi \\ B & C \end{pmatrix}
-    \begin{pmatrix} \delta u \\ \delta\phi \end{pmatrix} =
-    \begin{pmatrix} r_u \\ r_\phi \end{pmatrix},
-
-with :math:`B` the linearised discrete continuity equation (time differences of mass
-matrices plus a transport term), :math:`B^\top_\phi` its counterpart in the
-Hamilton--Jacobi rows, :math:`C = -\Delta s\,K(\rho_{i-1/2})` a block-diagonal weighted
-stiffness matrix, and :math:`A` the Hessian of the Lagrangian in the densities: the
-barrier term :math:`Z R^{-1}` (vertex-lumped, so diagonal) at every slice, the terminal
-energy's Hessian :math:`\eta J''(\rho_N)` at the last one, and for log unknowns the
-curvature of the geometric slice mean.
-
-The preconditioner is the block LDU factorisation with :math:`A` replaced by its
-diagonal :math:`\Lambda`, i.e. PETSc's ``selfp`` Schur approximation, but with the
-duals condensed first and the Schur complement
+Each Newton step of a :class:`~jkoflow.solvers.JKOStep` with density unknowns (the
+interior point of :mod:`jkoflow.solvers.interior_point`) is, after the
+vertex-lumped duals are condensed, the saddle-point system
 
 .. math::
 
-    S = C - B\Lambda^{-1}B^\top_\phi
+    \begin{pmatrix} A & B^\top \\ B & C \end{pmatrix}
+    \begin{pmatrix} \delta\rho \\ \delta\phi \end{pmatrix} =
+    \begin{pmatrix} r_\rho \\ r_\phi \end{pmatrix}
 
-*assembled* and solved by a Krylov method with algebraic multigrid (CG + GAMG).
-:math:`-S` is a space--time elliptic operator: :math:`\Delta s\,K` in space and,
-through :math:`B\Lambda^{-1}B^\top_\phi`, a second difference in transport time
-weighted by :math:`\rho/z` --- the structure exploited by Facca, Todeschi, Natale &
-Benzi (SISC 2023) for finite volumes.
+in the density slices :math:`\rho_1..\rho_N` and the potentials :math:`\phi_1..\phi_N`:
 
-Measured (2D KL step from a Gaussian bump, P1, N = 4, eta = 0.05, density
-unknowns): the outer FGMRES needs 11--14 iterations per Newton step on 8x8, 16x16 and
-24x24 meshes, with an exact or an iterative :math:`S` solve, so the approximation
-:math:`A\approx\Lambda` is robust under refinement.  The cost is in :math:`S`: near the
-end of the barrier schedule (:math:`\mu \to 10^{-10}`) its time couplings
-:math:`\rho/z \sim \rho^2/(\mu\,\Delta s\,w)` exceed the spatial ones by many orders
-of magnitude and vary by as many across the domain; CG + GAMG then needs 100--300
-iterations per solve (ordering :math:`S` node by node with block size :math:`N`, SOR
-smoothing, halves the count; a loose inner tolerance makes the outer iteration
-stall).  At the sizes that fit this machine the direct solver is 15--60 times faster.
-For JKO steps use the transport-sweep preconditioner of
-:mod:`jkoflow.solvers.sweep_preconditioner` instead (the ``"schur"`` preset), which
-never assembles :math:`S` and beats the direct solver from about 25k unknowns.  This
-one is kept for comparison (``"schur-amg"`` preset); all ``-jko_schur_*`` options
-reach its :math:`S` solver.  Density unknowns only: with
-log-densities the rows of :math:`S` scale like :math:`\rho` and vanish in the tails.
+* :math:`B` is the linearised discrete continuity equation, block *lower bidiagonal*
+  in transport time: :math:`B_{ii} = M - \tfrac{\Delta s}{2}G_i`,
+  :math:`B_{i,i-1} = -M - \tfrac{\Delta s}{2}G_i` (:math:`M` the mass matrix,
+  :math:`G_i` transport by :math:`\nabla\phi_i`): square and invertible, its inverse
+  is a forward *sweep* through the slices;
+* :math:`C = -\Delta s\,\mathrm{diag}(K_i)`, :math:`K_i` the stiffness matrix weighted
+  by :math:`\rho_{i-1/2}`;
+* :math:`A` is block diagonal: the barrier curvature :math:`\Lambda_i = Z_iR_i^{-1}M_L`
+  on the intermediate slices and :math:`\eta J''(\rho_N) + \Lambda_N` on the last.
 
-Why not an augmented Lagrangian?  Adding :math:`\gamma B^\top_\phi W^{-1}` times the
-continuity rows to the Hamilton--Jacobi rows makes the Schur complement tend to
-:math:`-W/\gamma\,(I - B_\phi^{-\top}AB^{-1}C)`, not to :math:`-W/\gamma`: because
-:math:`C\neq 0` the relative error :math:`B_\phi^{-\top}AB^{-1}C \sim
-\eta\,\Delta s/h^2` does not shrink with :math:`\gamma` (measured: hundreds of GMRES
-iterations even with exact inner solves).
+Both preconditioners here are the block LDU factorisation with :math:`A` replaced by
+its condensed diagonal :math:`\Lambda` (:meth:`KKTPreconditioner.condensed_diagonal`,
+shared), and differ in the Schur complement :math:`S = C - B\Lambda^{-1}B^\top`:
 
-Use it through the ``"schur-amg"`` preset of :mod:`jkoflow.solvers.presets`, i.e.
+* :class:`TransportSweepPC` (preset ``"sweep"``, alias ``"schur"``; the recommended
+  one) never assembles :math:`S`.  From :math:`-S = B(\Lambda^{-1} +
+  B^{-1}(-C)B^{-\top})B^\top`, with :math:`\Lambda_i^{-1}` dominant on the
+  intermediate slices and :math:`B \approx D_t\otimes M` on the last,
 
-.. code-block:: text
+  .. math::
 
-    -jko_ksp_type fgmres -jko_pc_type python
-    -jko_pc_python_type jkoflow.solvers.preconditioners.TransportSchurPC
-    -jko_schur_ksp_type cg -jko_schur_pc_type gamg     # the S solver (defaults;
-    -jko_schur_mg_levels_pc_type sor                   #  S is ordered node by node)
+      \hat S^{-1} = -B^{-\top}\,\mathrm{diag}\big(\Lambda_1, \dots, \Lambda_{N-1},\;
+          M\hat X^{-1}M\big)\,B^{-1},\qquad \hat X = \Delta s\sum_i K_i + M\Lambda_N^{-1}M,
+
+  two sweeps (:math:`2N` block solves, GMRES + ILU, options ``sweep_``) and one
+  solve with :math:`\hat X`, the operator of an implicit Euler step (CG + GAMG,
+  options ``reduced_``).  With the *consistent* mass matrix in :math:`M\hat X^{-1}M`
+  the preconditioned spectrum lies in :math:`[0.51, 1.38]` (dense analysis, 16x16),
+  as with the exact :math:`S`; with the lumped one eigenvalues reach 20.  Measured
+  20--28 outer FGMRES iterations per Newton step from 8x8 to 128x128 cells; it
+  beats MUMPS from about 25k unknowns (``benchmarks/results/jko_step.md``).
+  Safeguard: :math:`\Lambda` is bounded below by :attr:`TransportSweepPC.kappa`
+  :math:`^{-1}` times its central-path value :math:`\mu\,\Delta s\,w\,m/\rho^2`
+  (public :attr:`~jkoflow.solvers.BenamouBrenier.barrier_target` and
+  ``barrier_weight``): a dual far below the central path would otherwise make
+  :math:`\Lambda^{-1}` huge and amplify the preconditioner's inexactness.
+  Free end, :math:`P_1` only.
+* :class:`TransportSchurPC` (preset ``"schur-amg"``) assembles :math:`-S`, a
+  space--time elliptic operator, ordered node by node with block size :math:`N`, and
+  solves it with CG + GAMG (options ``schur_``).  Robust outer iterations (11--14),
+  but near the end of the barrier path the transport-time couplings
+  :math:`\rho^2/\mu` dwarf the spatial ones and CG needs 100--300 iterations: 15--60
+  times slower than MUMPS at the sizes measured; kept for comparison.  (An augmented
+  Lagrangian does not help: because :math:`C \neq 0` its Schur complement's relative
+  error :math:`\sim\eta\,\Delta s/h^2` does not shrink with the penalty.)
+
+Both count their inner Krylov iterations in ``inner_iterations`` and their
+applications in ``applications``; both need density unknowns (with log-densities the
+rows of :math:`S` scale like :math:`\rho` and vanish in the tails) and an assembled
+Jacobian; :meth:`~jkoflow.solvers.BenamouBrenier.check_preconditioner` says so.
 """
 from __future__ import annotations
 
 import numpy as np
+from firedrake import TestFunction, TrialFunction, assemble
 from firedrake.petsc import PETSc
 from firedrake.preconditioners.base import PCBase
 
-__all__ = ["TransportSchurPC", "kkt_transport"]
+__all__ = ["KKTPreconditioner", "TransportSweepPC", "TransportSchurPC"]
 
 
-def kkt_transport(pcbase: PCBase, pc):
-    """The :class:`~jkoflow.solvers.BenamouBrenier` solver behind a KKT preconditioner
-    and the assembled Jacobian, after the checks every such preconditioner needs.
+class KKTPreconditioner(PCBase):
+    """Base of the JKO-step KKT preconditioners: finds the
+    :class:`~jkoflow.solvers.BenamouBrenier` solver (application context key
+    ``"jko_transport"``), checks its requirements, builds index sets and condenses the
+    duals.  Subclasses implement :meth:`setup` (once) and :meth:`assemble_blocks`
+    (every Jacobian), and ``apply``."""
 
-    Raises
-    ------
-    ValueError
-        If the solver is not in the application context (``"jko_transport"``), does
-        not meet the preconditioner's requirements
-        (:meth:`~jkoflow.solvers.BenamouBrenier.check_preconditioner`), or the
-        Jacobian is not assembled.
-    """
-    name = type(pcbase).__name__
-    _, P = pc.getOperators()
-    transport = pcbase.get_appctx(pc).get("jko_transport")
-    if transport is None:
-        raise ValueError(f"{name} needs the BenamouBrenier solver in the application "
-                         "context under 'jko_transport'")
-    transport.check_preconditioner(name)
-    if P.getType() == "python":
-        raise ValueError(f"{name} needs an assembled Jacobian (solver parameter "
-                         "'mat_type': 'aij')")
-    return transport, P
-
-
-class TransportSchurPC(PCBase):
-    r"""Diagonal-:math:`A` Schur-complement preconditioner (see the module docstring).
-
-    The :class:`~jkoflow.solvers.BenamouBrenier` solver puts itself in the
-    application context under ``"jko_transport"``; the field layout (density,
-    potential and dual slices) is read from it.  The Schur complement solver has the
-    options prefix of the outer solver followed by ``schur_`` (default: one V-cycle of
-    CG + GAMG on :math:`-S`).  The numbers of Schur solves and of their Krylov
-    iterations are counted in :attr:`applications` and :attr:`inner_iterations`.
-    """
-
-    _prefix = "schur_"
     needs_python_pmat = False
 
     def initialize(self, pc):
-        transport, P = kkt_transport(self, pc)
-        self.N = transport.N
-        comm = pc.comm
+        name = type(self).__name__
+        _, P = pc.getOperators()
+        transport = self.get_appctx(pc).get("jko_transport")
+        if transport is None:
+            raise ValueError(f"{name} needs the BenamouBrenier solver in the application "
+                             "context under 'jko_transport'")
+        transport.check_preconditioner(name)
+        if P.getType() == "python":
+            raise ValueError(f"{name} needs an assembled Jacobian (solver parameter "
+                             "'mat_type': 'aij')")
+        self.transport, self.N, self.comm = transport, transport.N, pc.comm
+        self.prefix = pc.getOptionsPrefix() or ""
+        self.applications = 0
+        self.setup(pc, P)
 
-        def index_set(fields):
-            idx = transport.field_indices(fields).astype(PETSc.IntType)
-            return PETSc.IS().createGeneral(idx, comm=comm)
+    def update(self, pc):
+        _, P = pc.getOperators()
+        self.assemble_blocks(P)
 
-        self.is_u = index_set(transport.rho_fields)
-        self.is_phi = index_set(transport.phi_fields)
-        self.is_z = index_set(transport.dual_fields) if transport.n_dual else None
+    # ---------------------------------------------------------------- hooks
+    def setup(self, pc, P):
+        raise NotImplementedError
 
-        prefix = (pc.getOptionsPrefix() or "") + self._prefix
-        opts = PETSc.Options(prefix)
-        defaults = {"ksp_type": "cg", "ksp_rtol": 1e-8, "ksp_max_it": 2000, "pc_type": "gamg",
-                    "mg_levels_pc_type": "sor"}
+    def assemble_blocks(self, P):
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- helpers
+    def index_set(self, fields: slice) -> PETSc.IS:
+        """The global index set of the given fields of the state (e.g.
+        ``transport.rho_fields`` or ``slice(k, k + 1)``)."""
+        idx = self.transport.field_indices(fields).astype(PETSc.IntType)
+        return PETSc.IS().createGeneral(idx, comm=self.comm)
+
+    def set_defaults(self, prefix: str, defaults: dict):
+        """Options under ``<outer prefix><prefix>`` unless the user set them."""
+        opts = PETSc.Options(self.prefix + prefix)
         for key, value in defaults.items():
             if not opts.hasName(key):
                 opts.setValue(key, value)
-        self.ksp = PETSc.KSP().create(comm=comm)
-        self.ksp.setOptionsPrefix(prefix)
-        self.applications = 0
+
+    def krylov(self, prefix: str) -> PETSc.KSP:
+        """An inner KSP with options prefix ``<outer prefix><prefix>``."""
+        ksp = PETSc.KSP().create(comm=self.comm)
+        ksp.setOptionsPrefix(self.prefix + prefix)
+        return ksp
+
+    @staticmethod
+    def condensed_diagonal(P, is_rho, is_z, floor=None):
+        r"""The condensed density diagonal
+        :math:`\Lambda = \mathrm{diag}(A_{\rho\rho}) - A_{\rho z}A_{zz}^{-1}A_{z\rho}`
+        (all dual blocks are diagonal: vertex quadrature).
+
+        Returns ``(Lambda^-1, A_zz^-1, diag A_rho_z, diag A_z_rho)``; ``floor(auz,
+        azz_inv)``, if given, returns a lower bound for :math:`\Lambda`.
+
+        Raises
+        ------
+        ValueError
+            If :math:`\Lambda` has a non-positive entry.
+        """
+        sub = P.createSubMatrix
+        lam = sub(is_rho, is_rho).getDiagonal()
+        auz = sub(is_rho, is_z).getDiagonal()
+        azu = sub(is_z, is_rho).getDiagonal()
+        azz_inv = sub(is_z, is_z).getDiagonal()
+        azz_inv.reciprocal()
+        d = auz.copy()
+        d.pointwiseMult(d, azu)
+        d.pointwiseMult(d, azz_inv)
+        lam.axpy(-1.0, d)
+        if floor is not None:
+            lam.pointwiseMax(lam, floor(auz, azz_inv))
+        lo = lam.min()[1]
+        if not lo > 0:
+            raise ValueError("the condensed density block has a non-positive diagonal "
+                             f"entry ({lo:.3g}); use the direct solver")
+        lam.reciprocal()
+        return lam, azz_inv, auz, azu
+
+    def view(self, pc, viewer=None):
+        super().view(pc, viewer)
+        if viewer is not None:
+            viewer.printfASCII(f"  {type(self).__name__}: block LDU of the JKO-step KKT "
+                               "system (see jkoflow.solvers.preconditioners)\n")
+
+    def applyTranspose(self, pc, x, y):
+        raise NotImplementedError(f"{type(self).__name__} has no transpose")
+
+
+class TransportSweepPC(KKTPreconditioner):
+    r"""Block LDU with the transport-sweep Schur complement (module docstring).
+
+    Counters: :attr:`applications`, :attr:`sweep_iterations`,
+    :attr:`reduced_iterations` and their sum :attr:`inner_iterations`.
+    """
+
+    #: Lower bound of the barrier curvature, relative to its central value.
+    kappa = 1e4
+
+    def setup(self, pc, P):
+        tr, N = self.transport, self.N
+        r0, p0, z0 = tr.rho_fields.start, tr.phi_fields.start, tr.dual_fields.start
+        self.is_rho = [self.index_set(slice(r0 + k, r0 + k + 1)) for k in range(N)]
+        self.is_phi = [self.index_set(slice(p0 + k, p0 + k + 1)) for k in range(N)]
+        self.is_z = [self.index_set(slice(z0 + k, z0 + k + 1)) for k in range(N)]
+        # The consistent mass matrix of the continuity equation's time difference.
+        u, v = TrialFunction(tr.V), TestFunction(tr.V)
+        self.M = assemble(u * v * tr.dx, mat_type="aij").petscmat
+        self.set_defaults("sweep_", {"ksp_type": "gmres", "ksp_rtol": 1e-8,
+                                     "ksp_atol": 0.0, "pc_type": "bjacobi"})
+        self.set_defaults("reduced_", {"ksp_type": "cg", "ksp_rtol": 1e-4,
+                                       "pc_type": "gamg"})
+        self.ksp_fwd = [self.krylov("sweep_") for _ in range(N)]
+        self.ksp_bwd = [self.krylov("sweep_") for _ in range(N)]
+        self.ksp_red = self.krylov("reduced_")
+        self.sweep_iterations = self.reduced_iterations = 0
+        self.assemble_blocks(P)
+        for k in self.ksp_fwd + self.ksp_bwd + [self.ksp_red]:
+            k.setFromOptions()
+        self.work = [self.M.createVecs()[1] for _ in range(4 * N + 3)]
+
+    def assemble_blocks(self, P):
+        N, sub = self.N, P.createSubMatrix
+        self.Bd = [sub(self.is_phi[k], self.is_rho[k]) for k in range(N)]
+        self.Bl = [sub(self.is_phi[k + 1], self.is_rho[k]) for k in range(N - 1)]
+        blocks = [self.condensed_diagonal(P, self.is_rho[k], self.is_z[k],
+                                          self._central_curvature) for k in range(N)]
+        self.lam_inv, self.azz_inv, self.auz, self.azu = map(list, zip(*blocks))
+        # X = sum_k (-C_kk) + M Lambda_N^-1 M.
+        X = None
+        for k in range(N):
+            Ck = sub(self.is_phi[k], self.is_phi[k])
+            if X is None:
+                X = Ck
+            else:
+                X.axpy(1.0, Ck, structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
+        X.scale(-1.0)
+        LM = self.M.copy()
+        LM.diagonalScale(L=self.lam_inv[-1])
+        X.axpy(1.0, self.M.matMult(LM), structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
+        X.setOption(PETSc.Mat.Option.SPD, True)
+        self.X = X
+        self.Bdt = [b.transpose(PETSc.Mat()) for b in self.Bd]
+        for k in range(N):
+            self.ksp_fwd[k].setOperators(self.Bd[k])
+            self.ksp_bwd[k].setOperators(self.Bdt[k])
+        self.ksp_red.setOperators(self.X)
+
+    @property
+    def inner_iterations(self) -> int:
+        """All inner Krylov iterations: block solves plus reduced solves."""
+        return self.sweep_iterations + self.reduced_iterations
+
+    def _central_curvature(self, auz, azz_inv):
+        r""":math:`\kappa^{-1}` times the central-path barrier curvature
+        :math:`\mu\,\Delta s\,w\,m/\rho^2` (:math:`m = -A_{\rho z}`,
+        :math:`\rho = A_{zz}/m`)."""
+        m = auz.copy()
+        m.scale(-1.0)
+        rho = azz_inv.copy()
+        rho.reciprocal()
+        rho.pointwiseDivide(rho, m)
+        out = m.copy()
+        with self.transport.barrier_weight.dat.vec_ro as w:
+            out.pointwiseMult(out, w)
+        out.scale(self.transport.barrier_target / self.kappa)
+        out.pointwiseDivide(out, rho)
+        out.pointwiseDivide(out, rho)
+        return out
+
+    # ---------------------------------------------------------------- sweeps
+    def _solve(self, ksp, b, x):
+        ksp.solve(b, x)
+        if ksp.getConvergedReason() < 0:
+            raise RuntimeError("TransportSweepPC: a transport-sweep solve failed "
+                               f"(KSP reason {ksp.getConvergedReason()}, "
+                               f"{ksp.getIterationNumber()} iterations)")
+        self.sweep_iterations += ksp.getIterationNumber()
+
+    def _forward(self, r, out):
+        r"""Solve :math:`B\,out = r` slice by slice, first to last."""
+        t = self.work[-1]
+        for k in range(self.N):
+            if k == 0:
+                r[0].copy(t)
+            else:
+                self.Bl[k - 1].mult(out[k - 1], t)
+                t.aypx(-1.0, r[k])
+            self._solve(self.ksp_fwd[k], t, out[k])
+
+    def _backward(self, g, out):
+        r"""Solve :math:`B^\top out = g` slice by slice, last to first."""
+        t = self.work[-1]
+        for k in reversed(range(self.N)):
+            if k == self.N - 1:
+                g[k].copy(t)
+            else:
+                self.Bl[k].multTranspose(out[k + 1], t)
+                t.aypx(-1.0, g[k])
+            self._solve(self.ksp_bwd[k], t, out[k])
+
+    def _schur_inverse(self, rhs, out):
+        r"""``out`` :math:`= \hat S^{-1}` ``rhs``."""
+        N, w = self.N, self.work
+        a = w[3 * N:4 * N]
+        self._forward(rhs, a)
+        for k in range(N - 1):
+            a[k].pointwiseDivide(a[k], self.lam_inv[k])
+        t, s = w[-2], w[-3]
+        self.M.mult(a[-1], t)
+        self.ksp_red.solve(t, s)
+        if self.ksp_red.getConvergedReason() < 0:
+            raise RuntimeError("TransportSweepPC: the reduced solve failed (KSP reason "
+                               f"{self.ksp_red.getConvergedReason()})")
+        self.reduced_iterations += self.ksp_red.getIterationNumber()
+        self.M.mult(s, a[-1])
+        self._backward(a, out)
+        for o in out:
+            o.scale(-1.0)
+
+    def apply(self, pc, x, y):
+        r"""Condense the duals;
+        :math:`y_\phi = \hat S^{-1}(r_\phi - B\Lambda^{-1}r_\rho)`,
+        :math:`y_\rho = \Lambda^{-1}(r_\rho - B^\top y_\phi)`; recover the duals."""
+        N, w = self.N, self.work
+        r_rho, r_phi, y_phi = w[:N], w[N:2 * N], w[2 * N:3 * N]
+        t = w[-1]
+        for k in range(N):
+            for iset, out in ((self.is_rho[k], r_rho[k]), (self.is_phi[k], r_phi[k])):
+                xs = x.getSubVector(iset)
+                xs.copy(out)
+                x.restoreSubVector(iset, xs)
+            rz = x.getSubVector(self.is_z[k])
+            t.pointwiseMult(rz, self.azz_inv[k])
+            x.restoreSubVector(self.is_z[k], rz)
+            t.pointwiseMult(t, self.auz[k])
+            r_rho[k].axpy(-1.0, t)
+        lr = w[3 * N:4 * N]
+        for k in range(N):
+            lr[k].pointwiseMult(self.lam_inv[k], r_rho[k])
+        for k in range(N):
+            self.Bd[k].mult(lr[k], t)
+            r_phi[k].axpy(-1.0, t)
+            if k > 0:
+                self.Bl[k - 1].mult(lr[k - 1], t)
+                r_phi[k].axpy(-1.0, t)
+        self._schur_inverse(r_phi, y_phi)
+        for k in range(N):
+            self.Bd[k].multTranspose(y_phi[k], t)
+            r_rho[k].axpy(-1.0, t)
+            if k < N - 1:
+                self.Bl[k].multTranspose(y_phi[k + 1], t)
+                r_rho[k].axpy(-1.0, t)
+            r_rho[k].pointwiseMult(r_rho[k], self.lam_inv[k])
+            for iset, val in ((self.is_phi[k], y_phi[k]), (self.is_rho[k], r_rho[k])):
+                ys = y.getSubVector(iset)
+                val.copy(ys)
+                y.restoreSubVector(iset, ys)
+            rz = x.getSubVector(self.is_z[k])
+            ys = y.getSubVector(self.is_z[k])
+            ys.pointwiseMult(self.azu[k], r_rho[k])
+            ys.aypx(-1.0, rz)
+            ys.pointwiseMult(ys, self.azz_inv[k])
+            y.restoreSubVector(self.is_z[k], ys)
+            x.restoreSubVector(self.is_z[k], rz)
+        self.applications += 1
+
+
+class TransportSchurPC(KKTPreconditioner):
+    r"""Block LDU with the assembled Schur complement solved by CG + GAMG (module
+    docstring); options ``schur_`` after the outer prefix."""
+
+    def setup(self, pc, P):
+        tr = self.transport
+        self.is_u = self.index_set(tr.rho_fields)
+        self.is_phi = self.index_set(tr.phi_fields)
+        self.is_z = self.index_set(tr.dual_fields)
+        self.set_defaults("schur_", {"ksp_type": "cg", "ksp_rtol": 1e-8, "ksp_max_it": 2000,
+                                     "pc_type": "gamg", "mg_levels_pc_type": "sor"})
+        self.ksp = self.krylov("schur_")
         self.inner_iterations = 0
-        self._assemble(P)
-        self.ksp.setOperators(self.S)
+        self.assemble_blocks(P)
         self.ksp.setFromOptions()
         self.t_u = self.Bt.createVecs()[1]
         self.t_phi = self.B.createVecs()[1]
         self.s_rhs, self.s_sol = self.S.createVecs()
-        if self.is_z is not None:
-            self.y_z = self.Azz_inv.duplicate()
+        self.y_z = self.azz_inv.duplicate()
 
-    def _assemble(self, P):
+    def assemble_blocks(self, P):
         r"""Blocks of the assembled Jacobian, :math:`\Lambda^{-1}` and :math:`-S`."""
         self.Bt = P.createSubMatrix(self.is_u, self.is_phi)
         self.B = P.createSubMatrix(self.is_phi, self.is_u)
         C = P.createSubMatrix(self.is_phi, self.is_phi)
-        lam = P.createSubMatrix(self.is_u, self.is_u).getDiagonal()
-        if self.is_z is not None:
-            # Condense the duals: their blocks are diagonal (vertex quadrature), and
-            # Lambda = diag(A_uu) - diag(A_uz) diag(A_zz)^{-1} diag(A_zu).
-            self.Auz = P.createSubMatrix(self.is_u, self.is_z)
-            self.Azu = P.createSubMatrix(self.is_z, self.is_u)
-            self.Azz_inv = P.createSubMatrix(self.is_z, self.is_z).getDiagonal()
-            self.Azz_inv.reciprocal()
-            duz, dzu = self.Auz.getDiagonal(), self.Azu.getDiagonal()
-            duz.pointwiseMult(duz, dzu)
-            duz.pointwiseMult(duz, self.Azz_inv)
-            lam.axpy(-1.0, duz)
-        lo = lam.min()[1]
-        if not lo > 0:
-            raise ValueError("TransportSchurPC: the condensed density block has a "
-                             f"non-positive diagonal entry ({lo:.3g}); use the direct solver")
-        lam.reciprocal()
-        self.lam_inv = lam
+        self.lam_inv, self.azz_inv, self.auz, self.azu = self.condensed_diagonal(
+            P, self.is_u, self.is_z)
         LBt = self.Bt.copy()
-        LBt.diagonalScale(L=lam)
+        LBt.diagonalScale(L=self.lam_inv)
         S = self.B.matMult(LBt)
         S.axpy(-1.0, C, structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
         self.S = self._node_major(S)
+        self.ksp.setOperators(self.S)
 
     def _node_major(self, S):
         """Reorder :math:`S` node by node (all slices of a vertex together) with block
-        size :math:`N`, so that multigrid coarsens in space only and its point-block
+        size :math:`N`: multigrid then coarsens in space only and its point-block
         smoothers treat the strong transport-time couplings exactly."""
         N = self.N
         rstart, rend = S.getOwnershipRange()
@@ -193,63 +402,38 @@ class TransportSchurPC(PCBase):
         self._n_loc = n_loc
         return out
 
-    def _to_node_major(self, v, out):
-        out.setArray(v.getArray(readonly=True).reshape(self.N, self._n_loc).T.ravel())
-
-    def _to_slice_major(self, v, out):
-        out.setArray(v.getArray(readonly=True).reshape(self._n_loc, self.N).T.ravel())
-
-    def update(self, pc):
-        _, P = pc.getOperators()
-        self._assemble(P)
-        self.ksp.setOperators(self.S)
-
     def apply(self, pc, x, y):
-        r"""One block-LDU solve: condense the duals, then
-        :math:`y_\phi = S^{-1}(r_\phi - B\Lambda^{-1}r_u)`,
-        :math:`y_u = \Lambda^{-1}(r_u - B^\top_\phi y_\phi)`, then recover the duals."""
+        r"""Condense the duals; :math:`y_\phi = S^{-1}(r_\phi - B\Lambda^{-1}r_u)`,
+        :math:`y_u = \Lambda^{-1}(r_u - B^\top y_\phi)`; recover the duals."""
         r_u, r_phi = x.getSubVector(self.is_u), x.getSubVector(self.is_phi)
+        r_z = x.getSubVector(self.is_z)
         y_u, y_phi = y.getSubVector(self.is_u), y.getSubVector(self.is_phi)
         t_u, t_phi = self.t_u, self.t_phi
+        # Condensed right-hand side r_u - A_uz A_zz^{-1} r_z (diagonal blocks).
+        self.y_z.pointwiseMult(self.azz_inv, r_z)
+        self.y_z.pointwiseMult(self.y_z, self.auz)
         r_u.copy(t_u)
-        if self.is_z is not None:
-            # Condensed right-hand side r_u - A_uz A_zz^{-1} r_z.
-            r_z = x.getSubVector(self.is_z)
-            self.y_z.pointwiseMult(self.Azz_inv, r_z)
-            self.Auz.mult(self.y_z, y_u)
-            t_u.axpy(-1.0, y_u)
-        # y_phi = -(-S)^{-1} (r_phi - B Lambda^{-1} r_u)
+        t_u.axpy(-1.0, self.y_z)
+        # y_phi = -(-S)^{-1} (r_phi - B Lambda^{-1} r_u), S ordered node by node.
         y_u.pointwiseMult(self.lam_inv, t_u)
         self.B.mult(y_u, t_phi)
         t_phi.aypx(-1.0, r_phi)
-        self._to_node_major(t_phi, self.s_rhs)
+        n = self._n_loc
+        self.s_rhs.setArray(t_phi.getArray(readonly=True).reshape(self.N, n).T.ravel())
         self.ksp.solve(self.s_rhs, self.s_sol)
-        self._to_slice_major(self.s_sol, y_phi)
+        y_phi.setArray(self.s_sol.getArray(readonly=True).reshape(n, self.N).T.ravel())
         y_phi.scale(-1.0)
         self.applications += 1
         self.inner_iterations += self.ksp.getIterationNumber()
-        # y_u = Lambda^{-1} (r_u - Bt y_phi)
+        # y_u = Lambda^{-1} (r_u - B^T y_phi); y_z = A_zz^{-1} (r_z - A_zu y_u).
         self.Bt.mult(y_phi, y_u)
         y_u.aypx(-1.0, t_u)
         y_u.pointwiseMult(self.lam_inv, y_u)
-        if self.is_z is not None:
-            # y_z = A_zz^{-1} (r_z - A_zu y_u)
-            y_z = y.getSubVector(self.is_z)
-            self.Azu.mult(y_u, y_z)
-            y_z.aypx(-1.0, r_z)
-            y_z.pointwiseMult(self.Azz_inv, y_z)
-            y.restoreSubVector(self.is_z, y_z)
-            x.restoreSubVector(self.is_z, r_z)
-        y.restoreSubVector(self.is_u, y_u)
-        y.restoreSubVector(self.is_phi, y_phi)
-        x.restoreSubVector(self.is_u, r_u)
-        x.restoreSubVector(self.is_phi, r_phi)
-
-    def applyTranspose(self, pc, x, y):
-        raise NotImplementedError("TransportSchurPC has no transpose")
-
-    def view(self, pc, viewer=None):
-        super().view(pc, viewer)
-        if viewer is not None:
-            viewer.printfASCII("  Schur complement C - B diag(A)^{-1} B^T, solved with:\n")
-            self.ksp.view(viewer)
+        y_z = y.getSubVector(self.is_z)
+        y_z.pointwiseMult(self.azu, y_u)
+        y_z.aypx(-1.0, r_z)
+        y_z.pointwiseMult(self.azz_inv, y_z)
+        for vec, iset, sub in ((y, self.is_z, y_z), (y, self.is_u, y_u),
+                               (y, self.is_phi, y_phi), (x, self.is_z, r_z),
+                               (x, self.is_u, r_u), (x, self.is_phi, r_phi)):
+            vec.restoreSubVector(iset, sub)

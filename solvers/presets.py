@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["PRESETS", "preset", "resolve_parameters"]
+__all__ = ["PRESETS", "ALIASES", "preset", "resolve_parameters"]
 
 # MUMPS LU; ICNTL(24) detects null pivots, so singular systems with a known null
 # space (e.g. potentials defined up to a constant) factor too.
@@ -55,7 +55,7 @@ PRESETS: dict[str, dict] = {
     },
     # Newton-Krylov for the scalar flows (WGF, JKO-Flow): GMRES with an algebraic
     # multigrid preconditioner on the whole system.  Not for the saddle-point KKT
-    # system of a JKO step: use "schur" there.
+    # system of a JKO step: use "sweep" there.
     "iterative": {
         "mat_type": "aij",
         **_newton,
@@ -68,15 +68,16 @@ PRESETS: dict[str, dict] = {
     # Newton-Krylov for a JKO step (density unknowns, P1): FGMRES preconditioned by
     # the block factorisation whose Schur complement is applied by two transport
     # sweeps through the slices and one AMG-preconditioned implicit-Euler-type solve
-    # (jkoflow.solvers.sweep_preconditioner.TransportSweepPC).  The recommended
-    # iterative option for large JKO steps.
-    "schur": {
+    # (jkoflow.solvers.preconditioners.TransportSweepPC).  The recommended
+    # iterative option for large JKO steps ("schur" is an alias).
+    "sweep": {
         "mat_type": "aij",
         **_newton,
         "snes_linesearch_type": "basic",
+        "snes_max_it": 100,
         **_fgmres,
         "pc_type": "python",
-        "pc_python_type": "jkoflow.solvers.sweep_preconditioner.TransportSweepPC",
+        "pc_python_type": "jkoflow.solvers.preconditioners.TransportSweepPC",
     },
     # The same outer iteration with the Schur complement on the potentials assembled
     # and solved by CG + GAMG (jkoflow.solvers.preconditioners.TransportSchurPC): the
@@ -86,6 +87,7 @@ PRESETS: dict[str, dict] = {
         "mat_type": "aij",
         **_newton,
         "snes_linesearch_type": "basic",
+        "snes_max_it": 100,
         **_fgmres,
         "pc_type": "python",
         "pc_python_type": "jkoflow.solvers.preconditioners.TransportSchurPC",
@@ -97,6 +99,10 @@ PRESETS: dict[str, dict] = {
 }
 
 
+#: Older names of presets.
+ALIASES = {"schur": "sweep"}
+
+
 def preset(name: str, **overrides) -> dict:
     """A deep copy of the named preset, with ``overrides`` applied on top.
 
@@ -105,8 +111,10 @@ def preset(name: str, **overrides) -> dict:
     ValueError
         If ``name`` is not a known preset (the message lists the valid ones).
     """
+    name = ALIASES.get(name, name)
     if name not in PRESETS:
-        raise ValueError(f"unknown solver preset {name!r}; valid: {sorted(PRESETS)}")
+        raise ValueError(f"unknown solver preset {name!r}; valid: "
+                         f"{sorted(PRESETS) + sorted(ALIASES)}")
     params = copy.deepcopy(PRESETS[name])
     params.update(overrides)
     return params
