@@ -27,7 +27,9 @@ Two representations of the densities (``variable=``):
 
 * ``"log"`` (default for entropic energies): the unknowns are log-densities
   :math:`l_i\in P_k`, :math:`\rho_i = e^{l_i}`, positive by construction; no barrier.
-  The slice average is the **geometric mean** :math:`\sqrt{\rho_{i-1}\rho_i}`, which is
+  The slice average is the **geometric mean** :math:`\sqrt{\rho_{i-1}\rho_i}`, evaluated
+  as :math:`e^{(l_{i-1}+l_i)/2}` (the product :math:`\rho_{i-1}\rho_i` underflows once
+  :math:`l < -372`), which is
   second-order accurate like the arithmetic one and keeps :math:`L` convex in
   :math:`\rho`, but, unlike it, makes the slice equation
   :math:`2\sinh(\tfrac{l_i-l_{i-1}}{2}) = -\Delta s(\operatorname{div} v + v\cdot\nabla
@@ -60,6 +62,8 @@ from firedrake import (Constant, Function, FunctionSpace, MixedFunctionSpace,
                        NonlinearVariationalProblem, NonlinearVariationalSolver, TestFunctions,
                        VectorSpaceBasis, assemble, derivative, split)
 from mpi4py import MPI
+from ufl.algorithms.map_integrands import map_integrand_dags
+from ufl.corealg.multifunction import MultiFunction
 
 from .common import (SolverDivergedError, SolverStats, check_int, global_min, logger,
                      solve_or_raise)
@@ -77,6 +81,23 @@ def vertex_measure(geometry, V):
     """
     rule = finat.quadrature.make_quadrature(V.finat_element.cell, 1, "KMV")
     return geometry.dx(scheme=rule)
+
+
+class _LogOfExp(MultiFunction):
+    r"""Rewrite :math:`\ln(e^{x})` as :math:`x` (it appears when an energy written in
+    :math:`\rho` is evaluated at :math:`\rho = e^{l}`, and overflows once
+    :math:`e^{l}` underflows, :math:`l < -745`)."""
+    expr = MultiFunction.reuse_if_untouched
+
+    def ln(self, o, x):
+        if isinstance(x, ufl.mathfunctions.Exp):
+            return x.ufl_operands[0]
+        return self.reuse_if_untouched(o, x)
+
+
+def simplify_log_of_exp(form: ufl.Form) -> ufl.Form:
+    r"""``form`` with every :math:`\ln(e^{x})` replaced by :math:`x`."""
+    return map_integrand_dags(_LogOfExp(), form)
 
 
 @dataclass
@@ -199,6 +220,7 @@ class BenamouBrenier(SolverStats):
         # is the stationarity in rho (not in l = log rho), which keeps the
         # Hamilton-Jacobi rows O(1) where rho is tiny instead of scaling them by rho.
         R = [Function(V) for _ in unknowns]
+        self._placeholder_logs = dict(zip(R, unknowns))
         P = [Function(V) for _ in self._phis]
         self.lagrangian = self._lagrangian(R, P, terminal)
         tests = TestFunctions(self.W)
@@ -219,6 +241,8 @@ class BenamouBrenier(SolverStats):
         subs.update(zip(P, self._phis))
         self.lagrangian = ufl.replace(self.lagrangian, subs)
         F = ufl.replace(F, subs)
+        if variable == "log":
+            self.lagrangian, F = map(simplify_log_of_exp, (self.lagrangian, F))
         problem = NonlinearVariationalProblem(F, self.w, J=derivative(F, self.w))
         nullspace = None
         if self.fixed_end and variable == "log":
@@ -296,8 +320,32 @@ class BenamouBrenier(SolverStats):
 
     def _mean(self, a, b):
         """The slice average :math:`\\rho_{i-1/2}`: geometric for log unknowns,
-        arithmetic for density unknowns (see the module docstring)."""
-        return ufl.sqrt(a * b) if self.variable == "log" else 0.5 * (a + b)
+        arithmetic for density unknowns (see the module docstring).
+
+        For log unknowns the geometric mean is :math:`e^{(l_a+l_b)/2}`, never
+        :math:`\\sqrt{\\rho_a\\rho_b}`.  Where ``a`` or ``b`` is a placeholder
+        density of the Lagrangian (differentiated to get the stationarity in
+        :math:`\\rho`), the mean is linearised in it about :math:`e^{l}`: exact value
+        and first derivative :math:`\\tfrac12 e^{(l_b-l_a)/2}` at the substitution,
+        with no quotient of underflowing densities.
+        """
+        if self.variable != "log":
+            return 0.5 * (a + b)
+        la, lb = self._log_of(a), self._log_of(b)
+        mean = ufl.exp(0.5 * (la + lb))
+        for r, l, other in ((a, la, lb), (b, lb, la)):
+            if r in self._placeholder_logs:
+                mean = mean + 0.5 * (r - ufl.exp(l)) * ufl.exp(0.5 * (other - l))
+        return mean
+
+    def _log_of(self, r):
+        """The log-density behind a density ``r`` of the log representation (an
+        ``exp(l)`` expression or a placeholder of the Lagrangian)."""
+        if r in self._placeholder_logs:
+            return self._placeholder_logs[r]
+        if isinstance(r, ufl.mathfunctions.Exp):
+            return r.ufl_operands[0]
+        raise TypeError(f"not a density of the log representation: {r!r}")
 
     def density(self, u):
         """The density represented by ``u`` (``exp(u)`` for the log representation)."""
