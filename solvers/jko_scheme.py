@@ -42,8 +42,7 @@ class JKOScheme(Stepper):
         ``log_rho0`` is given.
     eta
         Default step size.
-    N, degree, variable, barrier, quadrature_degree, solver_parameters,
-    solver_parameters_extra, options_prefix, appctx
+    N, degree, variable, barrier, quadrature_degree, solver_parameters, solver_parameters_extra, options_prefix, appctx
         Passed to :class:`~jkoflow.solvers.jko.JKOStep` (options prefix ``"jko"``).
     log_rho0
         Initial log-density (log representation; exact for Gaussians with P2).
