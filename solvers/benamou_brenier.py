@@ -380,8 +380,9 @@ class BenamouBrenier(SolverStats):
         comm = self.geometry.comm
         X = self.geometry.mesh.coordinates.dat.data_ro.reshape(
             -1, self.geometry.mesh.coordinates.function_space().value_size)
-        lo = comm.allreduce(X.min(axis=0, initial=np.inf), MPI.MIN)
-        hi = comm.allreduce(X.max(axis=0, initial=-np.inf), MPI.MAX)
+        lo, hi = X.min(axis=0, initial=np.inf), X.max(axis=0, initial=-np.inf)
+        comm.Allreduce(MPI.IN_PLACE, lo, op=MPI.MIN)
+        comm.Allreduce(MPI.IN_PLACE, hi, op=MPI.MAX)
         return float(np.sum((hi - lo) ** 2))
 
     def mean_density(self) -> float:
