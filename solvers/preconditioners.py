@@ -28,21 +28,28 @@ shared), and differ in the Schur complement :math:`S = C - B\Lambda^{-1}B^\top`:
 
 * :class:`TransportSweepPC` (preset ``"sweep"``, alias ``"schur"``; the recommended
   one) never assembles :math:`S`.  From :math:`-S = B(\Lambda^{-1} +
-  B^{-1}(-C)B^{-\top})B^\top`, with :math:`\Lambda_i^{-1}` dominant on the
-  intermediate slices and :math:`B \approx D_t\otimes M` on the last,
+  B^{-1}(-C)B^{-\top})B^\top` and :math:`B \approx D_t\otimes M` (:math:`D_t` the
+  lower bidiagonal time difference, whose inverse sums the slices up to :math:`i`),
+  the middle operator's diagonal blocks are :math:`\Lambda_i^{-1} +
+  M^{-1}Y_iM^{-1}`, :math:`Y_i = \Delta s\sum_{j\le i}K_j`; keeping them,
 
   .. math::
 
-      \hat S^{-1} = -B^{-\top}\,\mathrm{diag}\big(\Lambda_1, \dots, \Lambda_{N-1},\;
-          M\hat X^{-1}M\big)\,B^{-1},\qquad \hat X = \Delta s\sum_i K_i + M\Lambda_N^{-1}M,
+      \hat S^{-1} = -B^{-\top}\,\mathrm{diag}\big(M\hat X_1^{-1}M, \dots,
+          M\hat X_N^{-1}M\big)\,B^{-1},\qquad \hat X_i = Y_i + M\Lambda_i^{-1}M,
 
-  two sweeps (:math:`2N` block solves, GMRES + ILU, options ``sweep_``) and one
-  solve with :math:`\hat X`, the operator of an implicit Euler step (CG + GAMG,
-  options ``reduced_``).  With the *consistent* mass matrix in :math:`M\hat X^{-1}M`
-  the preconditioned spectrum lies in :math:`[0.51, 1.38]` (dense analysis, 16x16),
-  as with the exact :math:`S`; with the lumped one eigenvalues reach 20.  Measured
-  20--28 outer FGMRES iterations per Newton step from 8x8 to 128x128 cells; it
-  beats MUMPS from about 25k unknowns (``benchmarks/results/jko_step.md``).
+  two sweeps (:math:`2N` block solves, GMRES + ILU, options ``sweep_``) and
+  :math:`N` solves with the :math:`\hat X_i`, operators of implicit Euler steps (CG +
+  GAMG, options ``reduced_``).  :math:`\hat X_i \to M\Lambda_i^{-1}M` where the
+  barrier is weak (late in the barrier path), so the approximation is exact in
+  :math:`\Lambda`; where :math:`C` dominates (large barrier, low densities) it
+  keeps its diagonal blocks.  With the *consistent* mass matrix in :math:`M\hat
+  X^{-1}M` the preconditioned spectrum stays bounded; with the lumped one
+  eigenvalues reach 20.  Measured (KL step, Gaussian on :math:`[-3,3]^2`, four
+  slices, interior point with uniform barrier weight): 24, 29 and 43 outer FGMRES
+  iterations per Newton step on 8x8, 12x12 and 32x32 cells, 30 on the sphere; the
+  growth sits in the first, large-barrier Newton steps (49--63 there, 21--23 at the
+  end), where the dropped time couplings of :math:`Y` matter (issue 15).
   Safeguard: :math:`\Lambda` is bounded below by :attr:`TransportSweepPC.kappa`
   :math:`^{-1}` times its central-path value :math:`\mu\,\Delta s\,w\,m/\rho^2`
   (public :attr:`~jkoflow.solvers.BenamouBrenier.barrier_target` and
@@ -197,10 +204,10 @@ class TransportSweepPC(KKTPreconditioner):
                                        "pc_type": "gamg"})
         self.ksp_fwd = [self.krylov("sweep_") for _ in range(N)]
         self.ksp_bwd = [self.krylov("sweep_") for _ in range(N)]
-        self.ksp_red = self.krylov("reduced_")
+        self.ksp_red = [self.krylov("reduced_") for _ in range(N)]
         self.sweep_iterations = self.reduced_iterations = 0
         self.assemble_blocks(P)
-        for k in self.ksp_fwd + self.ksp_bwd + [self.ksp_red]:
+        for k in self.ksp_fwd + self.ksp_bwd + self.ksp_red:
             k.setFromOptions()
         self.work = [self.M.createVecs()[1] for _ in range(4 * N + 3)]
 
@@ -211,25 +218,27 @@ class TransportSweepPC(KKTPreconditioner):
         blocks = [self.condensed_diagonal(P, self.is_rho[k], self.is_z[k],
                                           self._central_curvature) for k in range(N)]
         self.lam_inv, self.azz_inv, self.auz, self.azu = map(list, zip(*blocks))
-        # X = sum_k (-C_kk) + M Lambda_N^-1 M.
-        X = None
+        # X_k = sum_{j <= k} (-C_jj) + M Lambda_k^-1 M.
+        Y, self.X = None, []
         for k in range(N):
             Ck = sub(self.is_phi[k], self.is_phi[k])
-            if X is None:
-                X = Ck
+            Ck.scale(-1.0)
+            if Y is None:
+                Y = Ck
             else:
-                X.axpy(1.0, Ck, structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
-        X.scale(-1.0)
-        LM = self.M.copy()
-        LM.diagonalScale(L=self.lam_inv[-1])
-        X.axpy(1.0, self.M.matMult(LM), structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
-        X.setOption(PETSc.Mat.Option.SPD, True)
-        self.X = X
+                Y = Y.copy()
+                Y.axpy(1.0, Ck, structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
+            LM = self.M.copy()
+            LM.diagonalScale(L=self.lam_inv[k])
+            Xk = self.M.matMult(LM)
+            Xk.axpy(1.0, Y, structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
+            Xk.setOption(PETSc.Mat.Option.SPD, True)
+            self.X.append(Xk)
         self.Bdt = [b.transpose(PETSc.Mat()) for b in self.Bd]
         for k in range(N):
             self.ksp_fwd[k].setOperators(self.Bd[k])
             self.ksp_bwd[k].setOperators(self.Bdt[k])
-        self.ksp_red.setOperators(self.X)
+            self.ksp_red[k].setOperators(self.X[k])
 
     @property
     def inner_iterations(self) -> int:
@@ -289,16 +298,16 @@ class TransportSweepPC(KKTPreconditioner):
         N, w = self.N, self.work
         a = w[3 * N:4 * N]
         self._forward(rhs, a)
-        for k in range(N - 1):
-            a[k].pointwiseDivide(a[k], self.lam_inv[k])
         t, s = w[-2], w[-3]
-        self.M.mult(a[-1], t)
-        self.ksp_red.solve(t, s)
-        if self.ksp_red.getConvergedReason() < 0:
-            raise RuntimeError("TransportSweepPC: the reduced solve failed (KSP reason "
-                               f"{self.ksp_red.getConvergedReason()})")
-        self.reduced_iterations += self.ksp_red.getIterationNumber()
-        self.M.mult(s, a[-1])
+        for k in range(N):
+            ksp = self.ksp_red[k]
+            self.M.mult(a[k], t)
+            ksp.solve(t, s)
+            if ksp.getConvergedReason() < 0:
+                raise RuntimeError("TransportSweepPC: a reduced solve failed (KSP reason "
+                                   f"{ksp.getConvergedReason()})")
+            self.reduced_iterations += ksp.getIterationNumber()
+            self.M.mult(s, a[k])
         self._backward(a, out)
         for o in out:
             o.scale(-1.0)
