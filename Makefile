@@ -11,6 +11,7 @@ STACK := $(shell .ci/bootstrap-env.sh --print-path)
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 NP ?= 2
+MPI_TIMEOUT ?= 2400
 # The main demo; the implicit-bias experiment once it exists, else the sphere heat flow.
 DEMO ?= $(firstword $(wildcard demos/implicit_bias.py) demos/heat_sphere.py)
 PYTEST_ARGS ?=
@@ -64,8 +65,10 @@ lint: install
 test-serial: install
 	$(PY) -m pytest -m "not parallel" $(PYTEST_ARGS) $(TESTS)
 
+# A rank that fails alone aborts the job (tests/conftest.py); the timeout is the
+# last guard against a hang.
 test-mpi: install
-	mpiexec -n $(NP) $(PY) -m pytest -m "parallel[$(NP)]" $(PYTEST_ARGS) $(TESTS)
+	timeout -k 30 $(MPI_TIMEOUT) mpiexec -n $(NP) $(PY) -m pytest -m "parallel[$(NP)]" $(PYTEST_ARGS) $(TESTS)
 
 test: lint test-serial test-mpi
 

@@ -18,3 +18,21 @@ def rates(errors, factor=2.0):
 @pytest.fixture
 def convergence_rates():
     return rates
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``mpiexec`` a test that fails on some ranks only leaves the others
+    waiting in a collective forever: print the failure and abort the whole job
+    instead of hanging (every rank's report is printed before the abort)."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when == "call" and report.failed:
+        from mpi4py import MPI
+        comm = MPI.COMM_WORLD
+        if comm.size > 1:
+            import sys
+            sys.stderr.write(f"\n[rank {comm.rank}] {item.nodeid} FAILED:\n"
+                             f"{report.longreprtext}\n")
+            sys.stderr.flush()
+            comm.Abort(1)
