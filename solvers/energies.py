@@ -16,6 +16,10 @@ Everything the solvers need is *derived* with UFL, not coded per energy:
 * the first variation of :math:`I_J` as a weak form, ``derivative(I_J, rho, v)``,
   whose strong form is :math:`|\nabla g|^2 - 2U''(\rho)\operatorname{div}(\rho\nabla g)`.
 
+* the corrected energy :math:`F_\eta = J + (\eta/4) I_J` (:meth:`Energy.corrected_form`),
+  whose JKO steps are second order for the WGF of :math:`J`, and the modified energy
+  :math:`J - (\eta/4) I_J` (:meth:`Energy.modified_form`): one term, two signs;
+
 * the Wasserstein flux :math:`\rho\nabla_g g = P'(\rho)\nabla_g\rho + \rho\nabla_g V`
   (:meth:`Energy.flux`, also in log-density variables) and the strong form of
   :math:`\delta I_J/\delta\rho` (:meth:`Energy.curvature_variation_strong`).
