@@ -206,7 +206,7 @@ def plot(etas, errors, to_ref, fields, out):
     ax.set_xticks(etas, [f"{e:.3g}" for e in etas])
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(r"$\eta$")
-    ax.set_ylabel(r"$\|\rho_{JKO}(T) - \rho_{WGF}(T)\|_{L^1}$")
+    ax.set_ylabel(r"$L^1$ distance at $T$")
     ax.set_title("Fokker-Planck on $S^2$")
     ax.legend(fontsize=8)
     lim = float(max(abs(d.values).max() for d in diffs))
