@@ -99,8 +99,12 @@ class JKOStep(BenamouBrenier):
     the discrete step stays convex in the densities and well posed.  For the porous
     medium energy, :math:`I_J = m^2\int\rho^{2m-3}|\nabla\rho|^2`, convex in
     :math:`\rho` only for :math:`m \le 3/2`; beyond, the step is a nonconvex problem
-    that Newton may still solve but with no uniqueness guarantee.  In log unknowns the
-    first variation is :math:`l + 1 + V`, never :math:`\log e^l`.
+    that Newton may still solve but with no uniqueness guarantee (measured in 1D for
+    :math:`m = 2` and :math:`3/2`: as many Newton iterations as plain JKO, and
+    :math:`F_\eta` decreasing).  For :math:`m < 2` the correction is singular where
+    :math:`\rho = 0`, so :math:`F_\eta` of compactly supported data is not finite.
+    In log unknowns the first variation is :math:`l + 1 + V`, never
+    :math:`\log e^l`.
     """
 
     def __init__(self, energy, eta: float, N: int = 4, *, degree: int = 1,
