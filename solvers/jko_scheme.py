@@ -33,7 +33,7 @@ from firedrake import Function, assemble
 
 from .checkpointing import Checkpointer
 from .common import check_positive, global_min, logger
-from .jko import CORRECTIONS, JKOStep  # noqa: F401
+from .jko import JKOStep
 from .observers import VTKOutput
 from .protocol import Stepper
 

@@ -143,3 +143,25 @@ def test_unknown_correction_rejected():
         JKOScheme(en, rho0, 0.1, 2, correction="fisher")
     with pytest.raises(ValueError, match="entropic"):
         porous_medium(geom).corrected_form(rho0, 0.1, log_rho=rho0)
+
+
+def test_corrected_porous_medium_step():
+    """Density unknowns (interior point), m = 2: the corrected steps keep the support
+    condition rho >= 0, the mass, and decrease F; the correction changes the result."""
+    geom = interval(40, -2.0, 2.0)
+    x = geom.x[0]
+    rho0 = Function(FunctionSpace(geom.mesh, "CG", 1)).interpolate(
+        ufl.max_value(1 - (x / 0.8) ** 2, 0))
+    runs = {}
+    for correction in CORRECTIONS:
+        scheme = JKOScheme(porous_medium(geom, 2.0), rho0, 0.02, 2, correction=correction)
+        scheme.run(2)
+        runs[correction] = scheme
+        hist = scheme.history
+        stepped = [h["stepped_energy"] for h in hist]
+        assert np.all(np.isfinite(stepped)) and np.all(np.diff(stepped) < 0), stepped
+        assert abs(hist[-1]["mass"] - hist[0]["mass"]) < 1e-10 * hist[0]["mass"]
+        assert hist[-1]["min_rho"] >= 0
+    diff = float(assemble(abs(runs[None].rho_expr - runs["implicit-bias"].rho_expr)
+                          * geom.dx))
+    assert diff > 1e-5, diff
