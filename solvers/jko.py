@@ -101,15 +101,17 @@ class JKOStep(BenamouBrenier):
     :math:`\rho` only for :math:`m \le 3/2`; beyond, the step is a nonconvex problem
     that Newton may still solve but with no uniqueness guarantee (measured in 1D for
     :math:`m = 2` and :math:`3/2`: as many Newton iterations as plain JKO, and
-    :math:`F_\eta` decreasing).  For :math:`m < 2` the correction is singular where
-    :math:`\rho = 0`, so :math:`F_\eta` of compactly supported data is not finite.
+    :math:`F_\eta` decreasing).  For :math:`m < 2` the expression of
+    :math:`\nabla U'(\rho)` carries :math:`\rho^{m-2}`, so :math:`F_\eta` of data
+    vanishing on open sets evaluates to NaN (interior-point iterates are positive).
     In log unknowns the first variation is :math:`l + 1 + V`, never
     :math:`\log e^l`.
     """
 
     def __init__(self, energy, eta: float, N: int = 4, *, degree: int = 1,
                  variable: str | None = None, barrier: dict | None = None,
-                 correction: str | None = None, quadrature_degree: int | None = None, solver_parameters: dict | None = None,
+                 correction: str | None = None, quadrature_degree: int | None = None,
+                 solver_parameters: dict | None = None,
                  solver_parameters_extra: dict | None = None,
                  options_prefix: str = "jko", appctx: dict | None = None):
         self.energy = energy
@@ -135,14 +137,15 @@ class JKOStep(BenamouBrenier):
                                                      dx=self.dx)
 
     def _log_of_end(self, rho):
-        r""":math:`\log\rho_N` for the corrected term, or ``None`` (density unknowns).
+        r""":math:`\log\rho_N` for the corrected term, or ``None`` (density unknowns or
+        a non-entropic energy).
 
         ``rho`` is the Lagrangian's placeholder :math:`R` for :math:`e^{l_N}`, in which
         the stationarity is taken.  The logarithm is linearised about the
         substitution, :math:`l_N + (R - e^{l_N})e^{-l_N}`: exact value and first
         derivative :math:`1/R` there, with no logarithm of a tiny density.
         """
-        if self.variable != "log":
+        if self.variable != "log" or not self.energy.entropic:
             return None
         l = self._placeholder_logs[rho]
         return l + (rho - ufl.exp(l)) * ufl.exp(-ufl.max_value(l, _LOG_FLOOR))

@@ -167,7 +167,7 @@ class JKOScheme(Stepper):
         r"""The energy the steps decrease, at :math:`\rho_k`: :math:`F_\eta(\rho_k)` with
         the current step size for ``correction="implicit-bias"``, :math:`J(\rho_k)`
         otherwise (step solver's quadrature; collective)."""
-        log_rho = self._state if self.variable == "log" else None
+        log_rho = self._state if self.variable == "log" and self.energy.entropic else None
         return float(assemble(self.jko.stepped_form(self.rho_expr, log_rho)))
 
     def mass(self) -> float:
