@@ -16,6 +16,6 @@ from .timestepping import *  # noqa: F401,F403
 from .density_flow import DensityFlow  # noqa: F401
 from .wgf import *  # noqa: F401,F403
 from .benamou_brenier import BenamouBrenier, TransportResult  # noqa: F401
-from .jko import JKOStep, W2Geodesic, wasserstein_distance  # noqa: F401
+from .jko import CORRECTIONS, JKOStep, W2Geodesic, wasserstein_distance  # noqa: F401
 from .jko_scheme import JKOScheme, load_checkpoint  # noqa: F401
 from .jkoflow import *  # noqa: F401,F403

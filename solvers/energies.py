@@ -16,6 +16,10 @@ Everything the solvers need is *derived* with UFL, not coded per energy:
 * the first variation of :math:`I_J` as a weak form, ``derivative(I_J, rho, v)``,
   whose strong form is :math:`|\nabla g|^2 - 2U''(\rho)\operatorname{div}(\rho\nabla g)`.
 
+* the corrected energy :math:`F_\eta = J + (\eta/4) I_J` (:meth:`Energy.corrected_form`),
+  whose JKO steps are second order for the WGF of :math:`J`, and the modified energy
+  :math:`J - (\eta/4) I_J` (:meth:`Energy.modified_form`): one term, two signs;
+
 * the Wasserstein flux :math:`\rho\nabla_g g = P'(\rho)\nabla_g\rho + \rho\nabla_g V`
   (:meth:`Energy.flux`, also in log-density variables) and the strong form of
   :math:`\delta I_J/\delta\rho` (:meth:`Energy.curvature_variation_strong`).
@@ -93,9 +97,30 @@ class Energy:
         u = self._derivatives(rho)[0]
         return u if self.V is None else u + self.V * rho
 
-    def first_variation(self, rho):
-        r""":math:`g = \delta J/\delta\rho = U'(\rho) + V` as a UFL expression."""
-        du = self._derivatives(rho)[1]
+    def first_variation(self, rho, log_rho=None):
+        r""":math:`g = \delta J/\delta\rho = U'(\rho) + V` as a UFL expression.
+
+        Parameters
+        ----------
+        rho
+            The density (UFL expression).
+        log_rho
+            Optionally :math:`l = \log\rho`, for an ``entropic`` energy only: then
+            :math:`U'(\rho) = l + U'(1)` (exact, as :math:`U'' = 1/r`), so that no
+            logarithm of a tiny density is formed.
+
+        Raises
+        ------
+        ValueError
+            If ``log_rho`` is given for a non-entropic energy.
+        """
+        if log_rho is None:
+            du = self._derivatives(rho)[1]
+        elif not self.entropic:
+            raise ValueError(f"log_rho is only meaningful for entropic energies, not for "
+                             f"{self.name!r}")
+        else:
+            du = log_rho + self._derivatives(ufl.as_ufl(1.0))[1]
         return du if self.V is None else du + self.V
 
     def second_derivative(self, rho):
@@ -148,9 +173,15 @@ class Energy:
         r"""The number :math:`J(\rho)` (collective)."""
         return float(assemble(self.form(rho)))
 
-    def curvature_form(self, rho) -> ufl.Form:
-        r""":math:`I_J(\rho) = \int|\nabla_g g|_g^2\rho\,\mathrm{dvol}` as a UFL form."""
-        return self.geometry.grad_norm2(self.first_variation(rho)) * rho * self.geometry.dx
+    def curvature_form(self, rho, log_rho=None, dx=None) -> ufl.Form:
+        r""":math:`I_J(\rho) = \int|\nabla_g g|_g^2\rho\,\mathrm{dvol}` as a UFL form.
+
+        ``log_rho`` as in :meth:`first_variation` (entropic energies:
+        :math:`|\nabla_g l + \nabla_g V|_g^2 e^l`); ``dx`` a volume measure of the
+        geometry (e.g. a solver's, with its quadrature rule), default ``geometry.dx``.
+        """
+        dx = self.geometry.dx if dx is None else dx
+        return self.geometry.grad_norm2(self.first_variation(rho, log_rho)) * rho * dx
 
     def curvature(self, rho) -> float:
         r"""The number :math:`I_J(\rho)` (Fisher information for the entropy)."""
@@ -178,9 +209,40 @@ class Energy:
         g = self.first_variation(rho)
         return geom.grad_norm2(g) - 2 * self.second_derivative(rho) * geom.div(rho * geom.grad(g))
 
-    def modified_form(self, rho, eta) -> ufl.Form:
-        r"""The modified energy :math:`J^\eta = J - (\eta/4) I_J` of Halmos & Hanin."""
-        return self.form(rho) - (eta / 4) * self.curvature_form(rho)
+    def biased_form(self, rho, c, log_rho=None, dx=None) -> ufl.Form:
+        r"""The form :math:`J(\rho) + c\,I_J(\rho)`: the one mechanism behind
+        :meth:`modified_form` (:math:`c = -\eta/4`) and :meth:`corrected_form`
+        (:math:`c = +\eta/4`).  ``log_rho`` and ``dx`` as in :meth:`curvature_form`."""
+        dx = self.geometry.dx if dx is None else dx
+        return self.integrand(rho) * dx + c * self.curvature_form(rho, log_rho, dx)
+
+    def modified_form(self, rho, eta, log_rho=None, dx=None) -> ufl.Form:
+        r"""The modified energy :math:`J^\eta = J - (\eta/4) I_J` of Halmos & Hanin:
+        the energy whose WGF plain JKO steps follow to :math:`O(\eta^2)`."""
+        return self.biased_form(rho, -eta / 4, log_rho, dx)
+
+    def corrected_form(self, rho, eta, log_rho=None, dx=None) -> ufl.Form:
+        r"""The corrected energy :math:`F_\eta = J + (\eta/4) I_J`.
+
+        JKO steps of size :math:`\eta` on :math:`F_\eta` follow the WGF of
+        :math:`F_\eta - (\eta/4) I_{F_\eta} = J + O(\eta^2)`: a second-order,
+        still variational, scheme for the WGF of :math:`J`
+        (:class:`~jkoflow.solvers.JKOStep` with ``correction="implicit-bias"``).
+
+        Parameters
+        ----------
+        rho
+            The density (UFL expression).
+        eta
+            The step size (a number or, in solvers, a ``Constant``).
+        log_rho
+            Optionally :math:`\log\rho` (entropic energies): the first variation is
+            then :math:`l + U'(1) + V` and the correction
+            :math:`\tfrac{\eta}{4}\int|\nabla_g l + \nabla_g V|_g^2 e^l`.
+        dx
+            Volume measure (default ``geometry.dx``).
+        """
+        return self.biased_form(rho, eta / 4, log_rho, dx)
 
     def __repr__(self) -> str:
         return f"Energy({self.name!r}, on {self.geometry.name!r})"

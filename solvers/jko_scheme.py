@@ -14,6 +14,16 @@ energy, mass, transport cost, iteration counts and barrier levels in
 :attr:`JKOScheme.history`; the last step's
 :class:`~jkoflow.solvers.benamou_brenier.TransportResult` is :attr:`JKOScheme.last_result`.
 A step that needed continuation in :math:`\eta` is reported as a warning.
+
+With ``correction="implicit-bias"`` each step is a JKO step on the corrected energy
+:math:`F_\eta = J + (\eta/4) I_J`.  A JKO step of size :math:`\eta` tracks, to
+:math:`O(\eta^2)`, the WGF of its energy minus :math:`(\eta/4)` times that energy's
+curvature term (the implicit bias of Halmos & Hanin); applied to :math:`F_\eta` the
+two :math:`\eta/4` terms cancel to first order, so the iterates follow the WGF of
+:math:`J` itself to second order in :math:`\eta`.  The scheme stays variational:
+:math:`F_\eta` decreases along the iterates (:meth:`JKOScheme.stepped_energy`, the
+``stepped_energy`` history entry), mass is conserved exactly and positivity holds as
+for plain JKO.
 """
 from __future__ import annotations
 
@@ -42,7 +52,7 @@ class JKOScheme(Stepper):
         ``log_rho0`` is given.
     eta
         Default step size.
-    N, degree, variable, barrier, quadrature_degree, solver_parameters, solver_parameters_extra, options_prefix, appctx
+    N, degree, variable, barrier, correction, quadrature_degree, solver_parameters, solver_parameters_extra, options_prefix, appctx
         Passed to :class:`~jkoflow.solvers.jko.JKOStep` (options prefix ``"jko"``).
     log_rho0
         Initial log-density (log representation; exact for Gaussians with P2).
@@ -69,7 +79,7 @@ class JKOScheme(Stepper):
     def __init__(self, energy, rho0: Function | None, eta: float, N: int = 4, *,
                  log_rho0: Function | None = None, degree: int = 1,
                  variable: str | None = None, barrier: dict | None = None,
-                 quadrature_degree: int | None = None,
+                 correction: str | None = None, quadrature_degree: int | None = None,
                  solver_parameters: dict | str | None = None,
                  solver_parameters_extra: dict | None = None,
                  options_prefix: str = "jko", appctx: dict | None = None,
@@ -80,7 +90,8 @@ class JKOScheme(Stepper):
         self.geometry = energy.geometry
         self.eta = check_positive("eta (the JKO step size)", eta)
         self.jko = JKOStep(energy, self.eta, N, degree=degree, variable=variable,
-                           barrier=barrier, quadrature_degree=quadrature_degree,
+                           barrier=barrier, correction=correction,
+                           quadrature_degree=quadrature_degree,
                            solver_parameters=solver_parameters,
                            solver_parameters_extra=solver_parameters_extra,
                            options_prefix=options_prefix, appctx=appctx)
@@ -147,6 +158,18 @@ class JKOScheme(Stepper):
         """:math:`J(\\rho_k)`, with the step solver's quadrature."""
         return float(assemble(self.energy.integrand(self.rho_expr) * self.jko.dx))
 
+    @property
+    def correction(self) -> str | None:
+        """The step's correction (one of :data:`~jkoflow.solvers.jko.CORRECTIONS`)."""
+        return self.jko.correction
+
+    def stepped_energy(self) -> float:
+        r"""The energy the steps decrease, at :math:`\rho_k`: :math:`F_\eta(\rho_k)` with
+        the current step size for ``correction="implicit-bias"``, :math:`J(\rho_k)`
+        otherwise (step solver's quadrature; collective)."""
+        log_rho = self._state if self.variable == "log" and self.energy.entropic else None
+        return float(assemble(self.jko.stepped_form(self.rho_expr, log_rho)))
+
     def mass(self) -> float:
         """:math:`\\int\\rho_k` with the step solver's quadrature (conserved exactly)."""
         return self.jko.mass(self._state)
@@ -159,6 +182,8 @@ class JKOScheme(Stepper):
     def checkpoint_metadata(self) -> dict:
         """The protocol's record plus ``N``, ``degree``, ``eta``, quadrature degree."""
         meta = super().checkpoint_metadata()
+        if self.correction is not None:
+            meta.update(correction=self.correction)
         meta.update(N=self.jko.N, degree=self.jko.degree, eta=self.eta,
                     quadrature_degree=self.jko.dx.measure.metadata().get("quadrature_degree"))
         return meta
@@ -183,7 +208,8 @@ class JKOScheme(Stepper):
     # ------------------------------------------------------------ stepping
     def _record(self, result):
         entry = {"k": self.step_number, "t": self.t, "energy": self.energy_value(),
-                 "mass": self.mass(), "min_rho": global_min(self._rho)}
+                 "stepped_energy": self.stepped_energy(), "mass": self.mass(),
+                 "min_rho": global_min(self._rho)}
         if result is not None:
             entry.update(eta=float(self.jko.eta), cost=result.cost,
                          snes_iterations=result.snes_iterations,
