@@ -71,7 +71,7 @@ def next_jko_time(s, tau, m, d=2):
 #: ~0.4 after the steps: inside both domains), meshes (square: cells per side; disk:
 #: refinement, 8*4^r cells).
 CASES = [("square", 2.0, 0.2), ("square", 3.0, 0.04), ("disk", 2.0, 0.2), ("disk", 3.0, 0.04)]
-MESHES = {"square": (12, 24, 48), "disk": (2, 3, 4)}
+MESHES = {"square": (12, 24, 48), "disk": (3, 4, 5)}
 QUICK_MESHES = {"square": (8, 16), "disk": (2, 3)}
 T0, TAU, N = 1e-3, 2.5e-4, 2
 
