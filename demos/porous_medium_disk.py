@@ -84,12 +84,12 @@ import sys
 import time
 
 import numpy as np
-import ufl
 from firedrake import Function, FunctionSpace
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import disk
 from jkoflow.solvers import (JKOScheme, TimeSeries, VTKOutput, WassersteinGradientFlow,
+                             barenblatt, barenblatt_constants, barenblatt_jko_time,
                              porous_medium)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -99,39 +99,12 @@ import _plotting  # noqa: E402
 METHODS = ("wgf", "jko", "both")
 
 
-# The exact solution and its constants, as UFL for the errors and as numpy for the
-# radial plots.
-def constants(m, d=2):
-    """:math:`\\alpha`, :math:`\\beta = \\alpha/d` and :math:`k` of the Barenblatt profile."""
-    alpha = d / (d * (m - 1) + 2)
-    return alpha, alpha / d, alpha * (m - 1) / (2 * m * d)
-
-
-def barenblatt(x, t, C, m=2.0, d=2):
-    """The Barenblatt profile as a UFL expression of the coordinates ``x``."""
-    alpha, beta, k = constants(m, d)
-    r2 = ufl.inner(x, x)
-    return t ** (-alpha) * ufl.max_value(C - k * r2 * t ** (-2 * beta), 0) ** (1 / (m - 1))
-
-
+# The exact solution: jkoflow.solvers.exact gives the profile as UFL (for the errors)
+# and the exact JKO times s_k; the radial plots need it in numpy too.
 def barenblatt_radial(r, t, C, m=2.0, d=2):
     """The Barenblatt profile at radii ``r`` (numpy)."""
-    alpha, beta, k = constants(m, d)
+    alpha, beta, k = barenblatt_constants(m, d)
     return t ** -alpha * np.maximum(C - k * r ** 2 * t ** (-2 * beta), 0) ** (1 / (m - 1))
-
-
-# The exact JKO times: the next time s' after s is the root of
-# g(s') = (s/s')^beta - 1 + beta tau/s', which is positive at s' = s, at most zero at
-# s' = s + tau (the power (1 - x)^beta is concave, so it lies below 1 - beta x) and
-# decreasing in between: bisection finds it.
-def next_jko_time(s, tau, m, d=2):
-    """The exact JKO time :math:`s_{k+1}` after :math:`s_k =` ``s`` (bisection)."""
-    _, beta, _ = constants(m, d)
-    lo, hi = s, s + tau
-    for _ in range(100):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if (s / mid) ** beta - 1 + beta * tau / mid > 0 else (lo, mid)
-    return 0.5 * (lo + hi)
 
 
 # The gradient flow: the bounded formulation keeps the density non-negative on each
@@ -193,7 +166,7 @@ def run_jko(geom, rho0, args):
     exact_energy = [geom.integrate(barenblatt(x, args.t0, C, m) ** m / (m - 1), degree=6)]
     for _ in range(args.steps):
         scheme.step()
-        s.append(next_jko_time(s[-1], args.tau, m))
+        s.append(barenblatt_jko_time(s[-1], args.tau, m, 2))
         h = scheme.history[-1]
         err_s.append(geom.integrate(abs(scheme.rho_expr - barenblatt(x, s[-1], C, m)),
                                     degree=6))
@@ -226,7 +199,7 @@ def run_jko(geom, rho0, args):
 def main(args):
     os.makedirs(args.output, exist_ok=True)
     m, C = args.m, args.C
-    alpha, beta, k = constants(m)
+    alpha, beta, k = barenblatt_constants(m, 2)
     T_max = max(args.T, args.t0 + args.steps * args.tau) if args.method != "wgf" else args.T
     front = math.sqrt(C / k) * T_max ** beta
     if front >= args.radius:

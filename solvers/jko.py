@@ -189,7 +189,7 @@ class JKOStep(BenamouBrenier):
         self.start.interpolate(self.represent(rho_k))
 
     def solve(self, rho_k: Function | None = None, eta: float | None = None, *,
-              log_rho_k: Function | None = None, warm_start: bool = True,
+              log_rho_k: Function | None = None, warm_start: bool | None = None,
               label: str = "JKO step") -> TransportResult:
         r"""Compute :math:`\rho_{k+1}` from :math:`\rho_k`.
 
@@ -204,7 +204,11 @@ class JKOStep(BenamouBrenier):
             A new step size, or ``None`` to keep the current one.
         warm_start
             Start the potential from the previous step's (rescaled by the step ratio)
-            instead of :math:`-\eta\,\delta J/\delta\rho(\rho_k)`.
+            instead of :math:`-\eta\,\delta J/\delta\rho(\rho_k)`.  ``None``: yes
+            for log unknowns, no for density unknowns, whose interior point restarts
+            from a fresh interior start with central-path duals that the previous
+            potential does not match (measured, Barenblatt m = 2 on 24x24 cells:
+            20--22 Newton iterations per step cold against 22--24 warm).
 
         Returns
         -------
@@ -228,6 +232,8 @@ class JKOStep(BenamouBrenier):
             if self._previous_phi is not None:
                 self._previous_phi *= float(self.eta) / old
         what = f"{label} (eta = {float(self.eta):.4g}, N = {self.N})"
+        if warm_start is None:
+            warm_start = self.variable == "log"
         if warm_start and self._previous_phi is not None:
             self.initial_guess(phi=self._previous_phi)
         else:
