@@ -56,20 +56,24 @@ def gaussian_error(n_steps, correction, N, n=60):
 
 @pytest.mark.slow
 def test_gaussian_second_order():
-    """Corrected: order ~2 and within 6% of the exact Gaussian-family errors (the
-    rest is the O(1/N^2) slice error, measured: N = 4 gives +45% at eta = T/16,
-    N = 16 +3%, as here).  Plain: order 1, within 5% of its reference."""
-    corrected = [gaussian_error(k, "implicit-bias", 16)[0] for k in (4, 8, 16)]
-    plain = [gaussian_error(k, None, 8)[0] for k in (4, 8)]
+    """Steps eta = T/8 and T/16 (T/4 is left out: its first step needs a long
+    continuation in eta and costs as much as the other two runs together).
+
+    Corrected, N = 8: order >= 1.7 (measured 1.84) and within 20% of the exact
+    Gaussian-family errors.  The rest is the O(1/N^2) error of the slices, which only
+    adds to the reference: measured +12% and +11% at N = 8 (+45% at N = 4, +3% at
+    N = 16 for eta = T/16).  Plain, N = 4: order 1 and within 6% of its reference
+    (its own slice error is a few 1e-3, measured +2.8% at eta = T/8)."""
+    corrected = [gaussian_error(k, "implicit-bias", 8)[0] for k in (8, 16)]
+    plain = [gaussian_error(k, None, 4)[0] for k in (8, 16)]
     PETSc.Sys.Print(f"corrected {corrected} rates {rates(corrected)}; plain {plain} "
                     f"rates {rates(plain)}")
-    r = rates(corrected)
-    assert r[-1] >= 1.7 and r[0] >= 1.5, (corrected, r)
+    assert rates(corrected)[0] >= 1.7, corrected
     assert 0.85 < rates(plain)[0] < 1.15, plain
-    np.testing.assert_allclose(corrected, REFERENCE["implicit-bias"], rtol=0.06)
-    np.testing.assert_allclose(plain, REFERENCE[None][:2], rtol=0.05)
+    np.testing.assert_allclose(corrected, REFERENCE["implicit-bias"][1:], rtol=0.2)
+    np.testing.assert_allclose(plain, REFERENCE[None][1:], rtol=0.06)
     # the corrected scheme is an order of magnitude more accurate at the same eta
-    assert corrected[0] < 0.15 * plain[0]
+    assert corrected[0] < 0.1 * plain[0]
 
 
 def sphere_scheme(comm=COMM_WORLD, steps=3):
