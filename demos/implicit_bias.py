@@ -96,8 +96,9 @@ step (:math:`dt \to dt/2`) and the mesh (:math:`h \to h/2`, the change of
 :math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|`) -- to show that they sit well
 below the :math:`\eta^2` differences.
 
-Run ``python demos/implicit_bias.py`` (all cases: about 15 minutes serially on a shared
-machine, a few more the first time while kernels compile), ``--cases disk``, ``--cheap``
+Run ``python demos/implicit_bias.py`` (all cases: about 24 minutes serially, measured on
+a loaded machine, interval 3, disk 9, sphere 12; a few more the first time while
+kernels compile), ``--cases disk``, ``--cheap``
 for a fast check on coarse meshes (two step sizes per case, about a minute), or
 ``mpiexec -n 2 python demos/implicit_bias.py``.  PETSc options reach the solvers:
 ``-jko_snes_monitor``, ``-wgf_snes_converged_reason``, ``-jkoflow_snes_monitor``.
