@@ -65,8 +65,8 @@ from mpi4py import MPI
 from ufl.algorithms.map_integrands import map_integrand_dags
 from ufl.corealg.multifunction import MultiFunction
 
-from .common import (SolverDivergedError, SolverStats, check_int, global_min, logger,
-                     solve_or_raise)
+from .common import (FormValue, SolverDivergedError, SolverStats, check_int, global_min,
+                     logger, nodal_exp, solve_or_raise)
 from .interior_point import DEFAULT_BARRIER, InteriorPoint
 from .presets import preset, resolve_parameters
 
@@ -285,6 +285,8 @@ class BenamouBrenier(SolverStats):
         self.continuation_path = []
         self.clipped_updates = 0
         self._volume = None
+        self._cost_form = None
+        self._mass_forms = {}
         self._init_stats()
 
     # ---------------------------------------------------------- internals
@@ -437,6 +439,8 @@ class BenamouBrenier(SolverStats):
         for i, u in enumerate(us):
             if slices is not None:
                 u.assign(slices[i])
+            elif self.variable == "log":
+                u.assign(default)
             else:
                 u.interpolate(default)
         for p in phis:
@@ -444,21 +448,32 @@ class BenamouBrenier(SolverStats):
 
     def cost(self) -> float:
         r""":math:`W_2^2 \approx \Delta s\sum_i\int\rho_{i-1/2}|\nabla_g\phi_i|^2` (collective)."""
-        ds = 1.0 / self.N
-        form = 0
-        for i in range(1, self.N + 1):
-            rho_mid = self._mean(self._rhos[i - 1], self._rhos[i])
-            form += ds * rho_mid * self.geometry.grad_norm2(self._phis[i - 1]) * self.dx
-        return float(assemble(form))
+        if self._cost_form is None:
+            ds = 1.0 / self.N
+            form = 0
+            for i in range(1, self.N + 1):
+                rho_mid = self._mean(self._rhos[i - 1], self._rhos[i])
+                form += ds * rho_mid * self.geometry.grad_norm2(self._phis[i - 1]) * self.dx
+            self._cost_form = FormValue(form)
+        return self._cost_form()
 
     def mass(self, u) -> float:
-        """Mass of the density represented by ``u``, with the solver's quadrature."""
-        return float(assemble(self.density(u) * self.dx))
+        """Mass of the density represented by ``u``, with the solver's quadrature.
+
+        The form of each ``Function`` is built and preprocessed once
+        (:class:`~jkoflow.solvers.common.FormValue`): a JKO scheme evaluates the same
+        few masses at every step."""
+        if not isinstance(u, Function):
+            return float(assemble(self.density(u) * self.dx))
+        key = id(u)
+        if key not in self._mass_forms:
+            self._mass_forms[key] = (u, FormValue(self.density(u) * self.dx))
+        return self._mass_forms[key][1]()
 
     def _as_density(self, u, name: str) -> Function:
         f = Function(self.V, name=name)
         if self.variable == "log":
-            f.interpolate(ufl.exp(u))
+            nodal_exp(u, f)
         else:
             f.assign(u)
         return f

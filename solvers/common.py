@@ -22,13 +22,15 @@ import time
 import numpy as np
 import ufl
 from firedrake import Function
+from firedrake.assemble import get_assembler
 from firedrake.exceptions import ConvergenceError
 from firedrake.petsc import PETSc
 from mpi4py import MPI
 
 __all__ = ["SolverDivergedError", "check_density", "check_positive", "check_int",
            "check_potential", "solve_or_raise", "SolverStats", "logger", "log_handler",
-           "set_log_level", "Progress", "PROGRESS_INTERVAL", "global_min", "global_max"]
+           "set_log_level", "Progress", "PROGRESS_INTERVAL", "global_min", "global_max",
+           "nodal_exp", "FormValue"]
 
 logger = logging.getLogger("jkoflow")
 
@@ -114,6 +116,37 @@ def global_min(f: Function) -> float:
     """Minimum nodal value of ``f`` over all ranks."""
     with f.dat.vec_ro as v:
         return float(v.min()[1])
+
+
+def nodal_exp(u: Function, out: Function) -> Function:
+    r"""``out`` set to the nodal interpolant of :math:`e^u`, for ``u`` and ``out`` in one
+    Lagrange space: the degrees of freedom are point values, so this is the
+    exponential of the dof vector (each rank its owned dofs), without the symbolic
+    interpolation machinery (which costs milliseconds of Python per call in a time
+    loop).  Other spaces fall back to ``out.interpolate(exp(u))``."""
+    space = out.function_space()
+    if u.function_space() == space and space.ufl_element().family() in ("Lagrange", "Q"):
+        out.dat.data_wo[:] = np.exp(u.dat.data_ro)
+    else:
+        out.interpolate(ufl.exp(u))
+    return out
+
+
+class FormValue:
+    """A functional (0-form) evaluated again and again, e.g. once per time step.
+
+    ``assemble(form)`` preprocesses the form (derivative expansion, form data) at every
+    call, milliseconds of Python per scalar; the assembler built here does that once
+    and then only runs the compiled kernel on the current coefficient values.
+    Calling the object is collective.
+    """
+
+    def __init__(self, form: ufl.Form):
+        self.form = form
+        self._assembler = get_assembler(form)
+
+    def __call__(self) -> float:
+        return float(self._assembler.assemble())
 
 
 def global_max(f: Function) -> float:

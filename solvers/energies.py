@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Callable
 
 import ufl
-from firedrake import Function, TestFunction, assemble, derivative
+from firedrake import Function, TestFunction, TrialFunction, assemble, derivative, solve
 
 __all__ = ["Energy", "entropy", "kl", "fokker_planck", "porous_medium",
            "potential_energy"]
@@ -243,6 +243,29 @@ class Energy:
             Volume measure (default ``geometry.dx``).
         """
         return self.biased_form(rho, eta / 4, log_rho, dx)
+
+    def with_potential(self, V) -> "Energy":
+        """The same internal energy (and name, ``entropic`` flag) with potential ``V``."""
+        return Energy(self.geometry, self.U, V, name=self.name, entropic=self.entropic)
+
+    def with_projected_potential(self, space, dx=None) -> "Energy":
+        r"""This energy with :math:`V` replaced by its :math:`L^2` projection
+        :math:`\Pi_h V` onto ``space`` (integrals with the measure ``dx``, default
+        ``geometry.dx``); unchanged if there is no potential.
+
+        Used by :meth:`~jkoflow.solvers.JKOStep.limit_energy`: the WGF of the
+        projected energy, discretised in ``space``, is the limit
+        :math:`\eta \to 0` of the discrete log-density JKO step.
+        """
+        if self.V is None:
+            return self
+        u, v = TrialFunction(space), TestFunction(space)
+        dx = self.geometry.dx if dx is None else dx
+        projected = Function(space, name="projected_potential")
+        solve(u * v * dx == self.V * v * dx, projected,
+              solver_parameters={"ksp_type": "cg", "pc_type": "jacobi", "ksp_rtol": 1e-14,
+                                 "ksp_atol": 0.0, "ksp_max_it": 2000})
+        return self.with_potential(projected)
 
     def __repr__(self) -> str:
         return f"Energy({self.name!r}, on {self.geometry.name!r})"

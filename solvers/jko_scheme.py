@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 from firedrake import Function, assemble
 
 from .checkpointing import Checkpointer
-from .common import check_positive, global_min, logger
+from .common import FormValue, check_positive, global_min, logger, nodal_exp
 from .jko import JKOStep
 from .observers import VTKOutput
 from .protocol import Stepper
@@ -100,6 +100,7 @@ class JKOScheme(Stepper):
         # entropic energies), so that chained steps conserve mass to round-off;
         # ``rho`` is its nodal density for output.
         self._state = Function(self.jko.V, name="jko_state")
+        self._energy_form = None
         if rho0 is not None:
             self.jko.set_start(rho0)
         else:
@@ -150,13 +151,18 @@ class JKOScheme(Stepper):
         return self.jko.density(self._state)
 
     def _update_rho(self):
-        self._rho.interpolate(self.jko.density(self._state))
+        if self.variable == "log":
+            nodal_exp(self._state, self._rho)
+        else:
+            self._rho.assign(self._state)
         if self._log_rho is not None:
             self._log_rho.assign(self._state)
 
     def energy_value(self) -> float:
-        """:math:`J(\\rho_k)`, with the step solver's quadrature."""
-        return float(assemble(self.energy.integrand(self.rho_expr) * self.jko.dx))
+        """:math:`J(\\rho_k)`, with the step solver's quadrature (the form is built once)."""
+        if self._energy_form is None:
+            self._energy_form = FormValue(self.energy.integrand(self.rho_expr) * self.jko.dx)
+        return self._energy_form()
 
     @property
     def correction(self) -> str | None:
@@ -207,8 +213,11 @@ class JKOScheme(Stepper):
 
     # ------------------------------------------------------------ stepping
     def _record(self, result):
-        entry = {"k": self.step_number, "t": self.t, "energy": self.energy_value(),
-                 "stepped_energy": self.stepped_energy(), "mass": self.mass(),
+        energy = self.energy_value()
+        entry = {"k": self.step_number, "t": self.t, "energy": energy,
+                 # plain steps decrease J itself: no second assembly of the same form
+                 "stepped_energy": self.stepped_energy() if self.correction else energy,
+                 "mass": self.mass(),
                  "min_rho": global_min(self._rho)}
         if result is not None:
             entry.update(eta=float(self.jko.eta), cost=result.cost,
