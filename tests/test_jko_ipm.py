@@ -84,10 +84,14 @@ def test_barenblatt_exact_jko_steps(domain, m):
 
 
 # ------------------------------------------------------- potential energy
-def potential_case(d, which, eta, n, N=4, centre=(0.3, -0.2), std=0.15):
-    """One step for J = int V rho from a Gaussian bump on [-1, 1]^d; returns the L1
-    errors of the step and of the P1 interpolant of the exact answer, the result."""
-    geom = interval(n, -1.0, 1.0) if d == 1 else rectangle(n, n, -1.0, 1.0, -1.0, 1.0)
+def potential_case(d, which, eta, n, N=4, centre=(0.3, -0.2), std=0.15, diagonal="left"):
+    """One step for J = int V rho from a Gaussian bump on [-1, 1]^d (2D: n x n squares
+    cut along one ``diagonal``); returns the L1 errors of the step and of the P1
+    interpolant of the exact answer, and the result."""
+    if d == 1:
+        geom = interval(n, -1.0, 1.0)
+    else:
+        geom = rectangle(n, n, -1.0, 1.0, -1.0, 1.0, diagonal=diagonal)
     x = geom.x
     V = FunctionSpace(geom.mesh, "CG", 1)
 
@@ -110,20 +114,48 @@ def potential_case(d, which, eta, n, N=4, centre=(0.3, -0.2), std=0.15):
     return err, err_interp, res
 
 
+#: (d, V, cells per side, N): the resolution at which the requirement holds.
+POTENTIAL_CASES = [(1, "quadratic", 200, 8), (1, "quartic", 200, 8),
+                   pytest.param(2, "quadratic", 32, 4, marks=pytest.mark.slow),
+                   pytest.param(2, "quartic", 32, 4, marks=pytest.mark.slow)]
+
+
 @pytest.mark.parametrize("eta", [0.05, 0.1, 0.2])
-@pytest.mark.parametrize("d, which, n", [(1, "quadratic", 200), (1, "quartic", 200),
-                                         (2, "quadratic", 32), (2, "quartic", 32)])
-def test_potential_energy_exact_step(d, which, n, eta):
-    """The step is the push-forward by the proximal map.  Measured ratio of the L1
-    error to that of the P1 interpolant of the exact answer: 0.9-2.2 in 1D (200
-    cells), 2.2-6 in 2D (32^2 cells, the bump's std is 2.4 cells; the excess grows
-    with eta: transport discretisation, N = 4).  Gaussian tails (~1e-30 at the box's
-    corners) are no obstacle to the interior point any more."""
-    err, err_interp, res = potential_case(d, which, eta, n)
-    bound = 2.5 if d == 1 else 7.0
-    PETSc.Sys.Print(f"potential d={d} {which} eta={eta}: L1 {err:.3e}, interpolant "
-                    f"{err_interp:.3e}, Newton {res.snes_iterations}")
-    assert err <= bound * err_interp, (err, err_interp)
+@pytest.mark.parametrize("d, which, n, N", POTENTIAL_CASES)
+def test_potential_energy_exact_step(d, which, n, N, eta):
+    """The step is the push-forward by the proximal map: L1 error at most twice that
+    of the P1 interpolant of the exact answer (the issue's requirement).
+
+    Measured ratios (error / interpolant's error, eta = 0.05, 0.1, 0.2):
+
+    * 1D, 200 cells (15 cells per std), N = 8: quadratic 0.87, 0.78, 0.92; quartic
+      0.97, 0.94, 0.89.  With N = 4 the quadratic case at eta = 0.2 gives 2.15: the
+      transport-time error, about 5e-3 (eta/0.2)^3 / N^2 for this bump (negligible
+      for the quartic potential, whose gradient is small there), is second order in 1/N but does not fall with h
+      while the interpolant's error does (N = 2, 4, 8 at 800 cells: ratios 105, 28,
+      7.3).  With 100 cells N = 4 suffices (0.78-0.97).
+    * 2D, 32^2 squares cut along one diagonal (2.4 cells per std), N = 4: quadratic
+      0.88, 0.79, 0.66; quartic 0.92, 0.85, 0.75; on 16^2 and 64^2 the same to +-0.1
+      (N = 4): the ratio tends to a constant below one under refinement.
+    * NOT on the default crossed meshes (four triangles per square): there the ratio
+      was 2.2-6 on 32^2 and grows like 1/h^2 (7.8 and 22 on 64^2, eta = 0.05, 0.2,
+      N = 2), because the L1 error stays at 4e-3 / 1.3e-2 under refinement.  On
+      that mesh the corner-to-corner P1 stiffness couplings vanish (the opposite
+      angles are right angles), and the consistent-mass discrete divergence
+      M^-1 K phi of a smooth potential is a checkerboard: 6 at the square centres, 0
+      at the corners for phi = |x|^2/2 (exact 2).  The step's density carries that
+      O(eta) alternation between centre and corner vertices (nodal error up to 0.3
+      for a peak of 1.4 at eta = 0.2); moments are right, the L1 error is not.
+      Measured there (32^2, eta = 0.2, ratio 5.6 with N = 2): N = 4 6.0; mu_min
+      1e-9 5.8; tol 1e-11, start_mix 0.01 or 0.5, quadrature degree 6: 5.6 (degree 2:
+      7.7); lumping the continuity equation's mass 6.1 (and 1.8 instead of 0.74 on
+      the one-diagonal mesh); log unknowns (geometric mean, no barrier) 2.1.
+    """
+    err, err_interp, res = potential_case(d, which, eta, n, N=N)
+    PETSc.Sys.Print(f"potential d={d} {which} eta={eta} n={n} N={N}: L1 {err:.3e}, "
+                    f"interpolant {err_interp:.3e}, ratio {err / err_interp:.2f}, "
+                    f"Newton {res.snes_iterations}")
+    assert err <= 2.0 * err_interp, (err, err_interp)
     assert res.snes_iterations <= 60
     assert float(res.rho.dat.data_ro.min(initial=np.inf)) >= 0
 
