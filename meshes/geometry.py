@@ -145,6 +145,10 @@ class Geometry:
     ``gdim``, ``comm``.
     """
 
+    #: ``True`` for a rectangle triangulated with crossed diagonals (set by
+    #: :func:`~jkoflow.meshes.rectangle`), which density-unknown JKO steps warn about.
+    crossed: bool = False
+
     def __init__(self, mesh, metric=None, *, name: str = "domain",
                  quadrature_degree: int | None = None, orientation=None):
         self.mesh = mesh

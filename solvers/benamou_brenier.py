@@ -290,6 +290,11 @@ class BenamouBrenier(SolverStats):
             first = v.getOwnershipRange()[0]
         self._rho_local_indices = self.field_indices(self.rho_fields) - first
         self.interior_point = None
+        if variable == "density" and geometry.crossed:
+            logger.warning("density unknowns on a crossed triangulation (four triangles per "
+                           "square): the step's density alternates between corner and "
+                           "centre vertices; use rectangle(..., diagonal='left') or "
+                           "quadrilateral=True (see jkoflow.solvers.benamou_brenier)")
         if variable == "density":
             self.interior_point = InteriorPoint(self, self.barrier)
             self.interior_point.attach(self.solver.snes)
