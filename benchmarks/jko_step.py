@@ -13,6 +13,12 @@ Two tables, printed as Markdown and written to ``benchmarks/results/jko_step.md`
    small meshes only, ``"schur-amg"`` (TransportSchurPC: CG + GAMG on the assembled
    Schur complement): Newton, outer and inner Krylov iterations and time per step.
 
+4. Steep tails with log unknowns (issue 12): KL with a double well and a quartic
+   potential on [-4, 5] from N(0.5, 0.25), P2, 180 cells, N = 8, eta = 0.1, five
+   steps: Newton iterations and CPU seconds per step with the former default (``l2``
+   line search, log updates clipped at 10, rtol 1e-10) and the current one (full
+   steps, clipped at 2, rtol 1e-12).  ``--sections 4`` runs only this table.
+
 Run: ``"$(make -s env-path)/bin/python" benchmarks/jko_step.py`` (add ``--quick`` for a
 smaller sweep).  CPU seconds (``time.process_time()``) per warm step, assembly
 included; kernels are compiled before timing (the cold step).  ``--sections 3
@@ -27,7 +33,10 @@ from firedrake import COMM_WORLD, Function, FunctionSpace
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import interval, rectangle
-from jkoflow.solvers import JKOScheme, JKOStep, kl, preset
+from jkoflow.solvers import JKOScheme, JKOStep, SolverDivergedError, kl, preset
+
+TAIL_POTENTIALS = {"double well": lambda x: (x ** 2 - 1) ** 2 / 4,
+                   "quartic": lambda x: x ** 4 / 4}
 
 
 def iterations_1d(n, eta, steps=4, N=4):
@@ -58,6 +67,31 @@ def timing_2d(n, N=4, solver_parameters=None, variable=None):
     dt = time.process_time() - t0
     inner = ctx.inner_iterations - inner0 if ctx else 0
     return step.W.dim(), res2.snes_iterations, res2.linear_iterations, dt, inner
+
+
+def steep_tails(name, linesearch, max_log_step, rtol, steps=5):
+    """Newton iterations and CPU seconds per step of the issue-12 steep-tail case
+    (``"failed"`` ends the list if a step raised)."""
+    geom = interval(180, -4.0, 5.0)
+    x = geom.x[0]
+    V = FunctionSpace(geom.mesh, "CG", 2)
+    l0 = Function(V).interpolate(-(x - 0.5) ** 2 / 0.5 - 0.5 * ufl.ln(2 * ufl.pi * 0.25))
+    scheme = JKOScheme(kl(geom, TAIL_POTENTIALS[name](x)), None, 0.1, 8, log_rho0=l0,
+                       degree=2, solver_parameters_extra={"snes_linesearch_type": linesearch,
+                                                          "snes_rtol": rtol})
+    scheme.jko.max_log_step = max_log_step
+    its, secs = [], []
+    for _ in range(steps):
+        t0 = time.process_time()
+        try:
+            scheme.step()
+        except SolverDivergedError:
+            its.append("failed")
+            secs.append(time.process_time() - t0)
+            break
+        secs.append(time.process_time() - t0)
+        its.append(scheme.history[-1]["snes_iterations"])
+    return its, secs
 
 
 def main(quick: bool, sections=(1, 2, 3), sizes=None):
@@ -100,6 +134,23 @@ def main(quick: bool, sections=(1, 2, 3), sizes=None):
                                                    variable="density")
             lines.append(f"| {n} | {dofs} | {name} | {its} | {kits} | {inner} | {dt:.2f} |")
             PETSc.Sys.Print(lines[-1])
+    if 4 in sections:
+        lines += ["", "## Steep tails (log unknowns)", "",
+                  "KL, V = (x^2-1)^2/4 (double well) or x^4/4 (quartic) on [-4, 5], rho_0 = "
+                  "N(0.5, 0.25), P2, 180 cells, N = 8, eta = 0.1, five steps.  Newton "
+                  "iterations per step (continuation in eta included) and CPU seconds "
+                  "(`time.process_time()`; step 1 includes kernel compilation when the "
+                  "cache is cold).", "",
+                  "| potential | Newton globalisation | Newton its per step | CPU s per step "
+                  "| total CPU s |", "|---|---|---|---|---|"]
+        for name in TAIL_POTENTIALS:
+            for ls, clip, rtol, label in (
+                    ("l2", 10.0, 1e-10, "before: l2 line search, clip 10, rtol 1e-10"),
+                    ("basic", 2.0, 1e-12, "now: full steps, clip 2, rtol 1e-12")):
+                its, secs = steep_tails(name, ls, clip, rtol)
+                lines.append(f"| {name} | {label} | {', '.join(map(str, its))} | "
+                             f"{', '.join(f'{t:.1f}' for t in secs)} | {sum(secs):.1f} |")
+                PETSc.Sys.Print(lines[-1])
     if COMM_WORLD.rank == 0:
         out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
         os.makedirs(out, exist_ok=True)
@@ -113,7 +164,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sweep")
     parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3],
-                        help="tables to run (1: 1D iterations, 2: 2D log, 3: density)")
+                        help="tables to run (1: 1D iterations, 2: 2D log, 3: density, "
+                        "4: steep tails)")
     parser.add_argument("--sizes", type=int, nargs="+", default=None,
                         help="cells per side for table 3")
     args, _ = parser.parse_known_args()
