@@ -563,7 +563,8 @@ class BenamouBrenier(SolverStats):
         self.w.assign(saved)
         reached, good, previous = 0.0, None, 0.0
         trial = target / 4
-        snes_total, ksp_total, levels, path = 0, 0, [], []
+        # the failed first attempt counts: its iterations were spent
+        snes_total, ksp_total, levels, path = max(len(first_error.history) - 1, 0), 0, [], []
         while reached < target:
             set_parameter(trial)
             if good is None:

@@ -9,7 +9,8 @@ What is checked here: both cases converge over five steps, with mass conserved a
 the energy decreasing.  A step from a log-density whose minimum is -200 gives finite
 results.  The issue's targets that are *not* reached yet are strict ``xfail`` tests,
 so they fail loudly once they pass: at most 20 Newton iterations per warm step (measured
-now: up to 62 for the quartic and 123 for the double well), and a step from a
+now: up to 62 for the quartic and 123 for the double well, plus a failed first attempt
+of up to 50 where continuation in eta took over), and a step from a
 log-density whose minimum is -700 (it raises SolverDivergedError with its history; no
 NaN).  Run time 54 s (one core, machine shared), mostly kernel compilation and the
 two five-step runs.
@@ -52,10 +53,12 @@ def test_steep_tails_converge(tail_run):
     assert np.all(np.isfinite(state))
     # the tails really are steep: the log-density falls far below the start's -40
     assert state.min() < -140
-    # Regression bound on the warm steps.  Before this change the double well failed at
-    # step 2 and the quartic warm steps took 161, 206, 67 Newton iterations.
+    # Regression bound on the warm steps (counts include a failed first attempt before
+    # continuation, up to 50 iterations).  Before the full-step globalisation the double
+    # well failed at step 2 and the quartic warm steps took 161, 206, 67 Newton
+    # iterations (without the failed attempts).
     its = [h["snes_iterations"] for h in hist[1:]]
-    assert max(its[1:]) <= 150, its
+    assert max(its[1:]) <= 200, its
 
 
 @pytest.mark.xfail(strict=True, reason="issue 12 target not reached: warm steps still take "
