@@ -35,36 +35,40 @@ geometries:
   :math:`\rho_0 \propto e^{-(x-1)^2/0.5}`, :math:`T = 1/2`, :math:`\eta = T/8 \dots T/32`;
 * ``disk``: :math:`V = |x|^4/4` on the disk :math:`|x| < 2.5`, P2,
   :math:`\rho_0 \propto e^{-|x - (1, 0)|^2}`, :math:`T = 1/4`,
-  :math:`\eta = T/4 \dots T/16`;
+  :math:`\eta = T/16 \dots T/64`;
 * ``sphere``: Fokker--Planck on the unit sphere towards the von Mises--Fisher density
   :math:`\pi \propto e^{2 x_3}` (:math:`V = -2 x_3`) from
   :math:`\rho_0 \propto e^{1.5 x_1}`, P1, :math:`T = 1/2`, :math:`\eta = T/4 \dots T/32`.
 
+The flows (WGF and JKO-Flow) are run for ``JKOStep.limit_energy()``: the potential
+replaced by its :math:`L^2` projection :math:`\Pi_h V` onto the JKO's :math:`P_k`
+space.  A log-density JKO step sees :math:`V` only through :math:`\Pi_h V`, so as
+:math:`\eta \to 0` it tends to the WGF of that energy; with :math:`V` itself the two
+semi-discrete flows differ by :math:`O(h^{k+1})` (printed as the spatial offset: 2e-7
+interval, 3.9e-4 disk, 7.5e-4 sphere), a floor that hid the corrected scheme's order
+(sphere slope 0.81, disk 1.55 against WGF(V)).
+
 Measured with the defaults (:math:`L^1` distances at :math:`T`, slopes fitted over
 all step sizes; ``mpiexec -n 2`` gives the same numbers):
 
-========  =========  ==============  ===========  ===========  ===========  ================================
-case      slope      slope           slope        at smallest  difference   discretisation changes
-          JKO - WGF  JKO - JKO-Flow  corrected    eta          JKO-JKOFlow  (N -> 2N, dt -> dt/2, h -> h/2)
-                                     JKO - WGF
-========  =========  ==============  ===========  ===========  ===========  ================================
-interval  0.97       2.14            1.89         T/32         3.0e-5       2.3e-6, 1.0e-9, 4.5e-8
-disk      0.95       2.06            1.55         T/16         3.7e-4       3.5e-6, 5.7e-9, 1.9e-5
-sphere    0.99       1.87            0.81         T/32         5.3e-5       1.2e-6, 1.4e-10, 6.3e-7
-========  =========  ==============  ===========  ===========  ===========  ================================
+========  =========  ==============  ===========  ================  ===============  ==================
+case      slope      slope           slope        smallest eta^2    N -> 2N,         h -> h/2
+          JKO - WGF  JKO - JKO-Flow  corrected    differences       dt -> dt/2       (JKO-Flow,
+                                     JKO - WGF    (JKO-Flow, corr.)                  corrected)
+========  =========  ==============  ===========  ================  ===============  ==================
+interval  0.97       2.14            1.89         3.0e-5, 7.1e-5    2.3e-6, 1.1e-9   4.3e-9, 3.3e-9
+disk      DISK_S1       DISK_S2            DISK_S3         DISK_DIFF    DISK_DISC   DISK_H
+sphere    0.96       1.87            1.82         5.2e-5, 9.4e-5    SPH_DISC   SPH_H
+========  =========  ==============  ===========  ================  ===============  ==================
 
-The corrected JKO's distance to the WGF falls like :math:`\eta^2` on the interval
-(local rates 1.86, 1.92; 7.1e-5 at :math:`T/32`, against 4.3e-3 for plain JKO).  On
-the sphere (local rates 1.78, 0.75, -0.07) it is flat at 7e-4 from :math:`T/16` on:
-the JKO step and the WGF solver discretise space differently, their limits
-:math:`\eta\to0` differ by :math:`O(h^2)`, and ``demos/second_order_sphere.py``
-measures that difference on this mesh and, against a time-converged reference instead,
-the corrected order 1.86.  On the disk (local rates 1.62, 1.47, 5.8e-4 at
-:math:`T/16`) the rates fall too, which suggests the same floor; not checked by
-refinement.
+The corrected JKO's distance to the WGF falls like :math:`\eta^2`: local rates 1.86,
+1.92 on the interval (7.1e-5 at :math:`T/32`, against 4.3e-3 for plain JKO),
+DISK_RATES on the disk, 1.77, 1.84, 1.85 on the sphere.  Every discretisation change
+sits at least 10x below the :math:`\eta^2` difference it could contaminate.
 
 The mesh column is the change of :math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|`
-itself under one uniform refinement, i.e. the spatial part of that difference.  On the
+and of :math:`|\mathrm{corrected} - \mathrm{WGF}|` under one uniform refinement,
+i.e. the spatial part of those differences.  On the
 sphere the local rates of :math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|` are 1.77,
 1.89, 1.94 from :math:`T/4` to :math:`T/32`, climbing to 2 as :math:`\eta` decreases
 (the same on a twice coarser mesh: an :math:`\eta^3` term, not a spatial floor).
@@ -90,15 +94,15 @@ Three solvers from :mod:`jkoflow.solvers` are compared on the same mesh:
 :class:`~jkoflow.solvers.WassersteinGradientFlow` and the
 :class:`~jkoflow.solvers.JKOFlow` (its default, well-posed pseudo-parabolic form),
 plus the corrected :class:`~jkoflow.solvers.JKOScheme` at the same step sizes (in
-``--cheap`` mode on the interval only, which adds a few seconds).  Finally the demo estimates, at the smallest :math:`\eta`, the discretisation errors
-that are not part of the comparison -- the slices (:math:`N \to 2N`), the flows' time
-step (:math:`dt \to dt/2`) and the mesh (:math:`h \to h/2`, the change of
-:math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|`) -- to show that they sit well
-below the :math:`\eta^2` differences.
+``--cheap`` mode on the interval only, which adds a few seconds).  Finally the demo
+estimates, at the smallest :math:`\eta`, the discretisation errors that are not part
+of the comparison -- the slices (:math:`N \to 2N`), the flows' time step
+(:math:`dt \to dt/2`) and the mesh (:math:`h \to h/2`, the change of
+:math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|` and of
+:math:`|\mathrm{corrected} - \mathrm{WGF}|`) -- to show that they sit well below
+the :math:`\eta^2` differences.
 
-Run ``python demos/implicit_bias.py`` (all cases: about 24 minutes serially, measured on
-a loaded machine, interval 3, disk 9, sphere 12; a few more the first time while
-kernels compile), ``--cases disk``, ``--cheap``
+Run ``python demos/implicit_bias.py`` (all cases: RUNTIME), ``--cases disk``, ``--cheap``
 for a fast check on coarse meshes (two step sizes per case, about a minute), or
 ``mpiexec -n 2 python demos/implicit_bias.py``.  PETSc options reach the solvers:
 ``-jko_snes_monitor``, ``-wgf_snes_converged_reason``, ``-jkoflow_snes_monitor``.
