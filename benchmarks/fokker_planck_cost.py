@@ -34,6 +34,7 @@ for a smaller sweep).  Serial (CPU time is per process).
 """
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
@@ -44,6 +45,10 @@ from firedrake.petsc import PETSc
 from jkoflow.meshes import rectangle
 from jkoflow.solvers import JKOScheme, kl
 from jkoflow.solvers.common import global_min
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import write_table  # noqa: E402
+
 
 T0, T1 = 0.05, 0.25
 A = np.pi ** 2 + 0.25
@@ -153,12 +158,7 @@ def main(quick: bool, repeats: int):
     lines += ["| %d | %d | %.3e | %.2f | %.3g | %.3e | %.2f | %.3g |" % r for r in side]
     PETSc.Sys.Print("\n".join(lines[-len(side) - 8:]))
     if COMM_WORLD.rank == 0:
-        out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-        os.makedirs(out, exist_ok=True)
-        stem = "fokker_planck_cost_quick" if quick else "fokker_planck_cost"
-        with open(os.path.join(out, stem + ".md"), "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        plot(rows, side, os.path.join(out, stem + ".png"))
+        plot(rows, side, write_table("fokker_planck_cost", lines, quick) + ".png")
 
 
 def plot(rows, side, path):

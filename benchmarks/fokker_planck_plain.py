@@ -33,6 +33,8 @@ from firedrake.petsc import PETSc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fokker_planck_cost import run  # noqa: E402  (the shared problem definition)
+from _results import write_table  # noqa: E402
+
 
 TARGETS = ((5e-3, 3.0), (2.5e-3, 20.0))
 EVENTS = ("SNESFunctionEval", "SNESJacobianEval", "PCSetUp", "PCApply")
@@ -108,11 +110,7 @@ def main(quick: bool, repeats: int):
                      + f" | {split['other (Python, bookkeeping)']:.0%} |")
     PETSc.Sys.Print("\n".join(lines))
     if COMM_WORLD.rank == 0:
-        out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-        os.makedirs(out, exist_ok=True)
-        stem = "fokker_planck_plain_quick" if quick else "fokker_planck_plain"
-        with open(os.path.join(out, stem + ".md"), "w") as fh:
-            fh.write("\n".join(lines) + "\n")
+        write_table("fokker_planck_plain", lines, quick)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ Run: ``"$(make -s env-path)/bin/python" benchmarks/gaussian_second_order.py``
 """
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
@@ -32,6 +33,9 @@ from firedrake.petsc import PETSc
 from jkoflow.meshes import interval
 from jkoflow.solvers import JKOScheme, kl
 from jkoflow.solvers.common import global_min
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import write_table  # noqa: E402
 
 M0, S0, T = 2.0, 0.25, 1.0          # initial mean and variance, final time
 GEOM = None
@@ -107,11 +111,7 @@ def main(quick: bool):
              "min ratio |", "|---|---|---|---|---|---|---|---|"]
     lines += ["| %s | %s | %.3e | %+.2e | %+.2e | %.2e | %.2f | %s |" % r for r in rows]
     if COMM_WORLD.rank == 0:
-        out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-        os.makedirs(out, exist_ok=True)
-        stem = "gaussian_second_order_quick" if quick else "gaussian_second_order"
-        with open(os.path.join(out, stem + ".md"), "w") as fh:
-            fh.write("\n".join(lines) + "\n")
+        write_table("gaussian_second_order", lines, quick)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,126 @@
+"""Strong scaling from 1 to 2 MPI ranks: a JKO step and the WGF at >= 10^5 unknowns.
+
+Two workloads, each timed on 1 and on 2 ranks (the script launches itself with
+``mpiexec -n 1`` and ``mpiexec -n 2`` and collects the numbers):
+
+* **JKO step**: KL to :math:`N(0, I)` on :math:`[-3, 3]^2` from a Gaussian bump
+  (squares cut along one diagonal, P1 log-densities, N = 4 slices, :math:`\\eta =
+  0.05`, MUMPS): one cold step (kernels, symbolic factorisation), then the time of
+  the warm steps that follow.  Unknowns: :math:`2N` fields of the P1 space.
+* **WGF**: the same energy by :class:`~jkoflow.solvers.WassersteinGradientFlow`
+  (log form, Radau IIA with 3 stages, so 3 fields), one step to warm up, then the
+  time of the following steps.
+
+Reported per rank count: unknowns, Newton iterations, wall seconds per warm step
+(``time.perf_counter()``, the maximum over ranks; what a user waits for), CPU seconds
+per warm step summed over ranks (``time.process_time()``: the work), and the speedup
+and parallel efficiency of 2 ranks over 1, measured in the same run.  The machine is
+shared: each configuration is repeated and the minimum and median are reported.
+
+Run: ``"$(make -s env-path)/bin/python" benchmarks/mpi_scaling.py`` (``--quick``: smaller
+problems, fewer repeats).  Results: ``benchmarks/results/mpi_scaling.md``.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _results import write_table  # noqa: E402
+
+
+def worker(kind: str, n: int, steps: int):
+    """Run one workload on the current communicator; rank 0 prints a JSON line."""
+    import ufl
+    from firedrake import COMM_WORLD, Function, FunctionSpace
+    from jkoflow.meshes import rectangle
+    from jkoflow.solvers import JKOStep, WassersteinGradientFlow, kl
+
+    geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0, diagonal="left")
+    x, y = geom.x
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5))
+    energy = kl(geom, (x ** 2 + y ** 2) / 2)
+    if kind == "jko":
+        solver = JKOStep(energy, 0.05, 4)
+        res = solver.solve(rho0)                  # cold: compile, first factorisation
+        unknowns = solver.w.function_space().dim()
+
+        def one_step():
+            nonlocal res
+            res = solver.solve(log_rho_k=res.log_rho)
+            return res.snes_iterations
+    else:
+        solver = WassersteinGradientFlow(energy, rho0, 0.01)
+        solver.step()
+        unknowns = 3 * V.dim()
+
+        def one_step():
+            before = solver.solver_stats()[1]
+            solver.step()
+            return solver.solver_stats()[1] - before
+    COMM_WORLD.barrier()
+    wall, cpu, its = time.perf_counter(), time.process_time(), 0
+    for _ in range(steps):
+        its += one_step()
+    wall = COMM_WORLD.allreduce(time.perf_counter() - wall, op=_max())
+    cpu = COMM_WORLD.allreduce(time.process_time() - cpu)
+    if COMM_WORLD.rank == 0:
+        print("RESULT " + json.dumps({"unknowns": unknowns, "its": its / steps,
+                                      "wall": wall / steps, "cpu": cpu / steps}), flush=True)
+
+
+def _max():
+    from mpi4py import MPI
+    return MPI.MAX
+
+
+def launch(ranks: int, kind: str, n: int, steps: int) -> dict:
+    cmd = ["mpiexec", "-n", str(ranks), sys.executable, os.path.abspath(__file__),
+           "--worker", kind, str(n), str(steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def main(quick: bool, repeats: int):
+    cases = {"jko": (40, 2) if quick else (116, 2), "wgf": (100, 3) if quick else (200, 5)}
+    lines = ["# Strong scaling, 1 -> 2 MPI ranks", "",
+             "2D KL to N(0, I), P1, squares cut along one diagonal; JKO: N = 4, eta = 0.05, "
+             "log unknowns, MUMPS; WGF: log form, Radau IIA (3 stages), dt = 0.01, MUMPS. "
+             f"Per warm step; min / median over {repeats} repeats; wall = max over ranks, "
+             "CPU = sum over ranks.", "",
+             "| workload | cells per side | unknowns | ranks | Newton its | wall s (min / median)"
+             " | CPU s (min / median) | speedup | efficiency |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for kind, (n, steps) in cases.items():
+        walls = {}
+        for ranks in (1, 2):
+            runs = [launch(ranks, kind, n, steps) for _ in range(repeats)]
+            w = [r["wall"] for r in runs]
+            c = [r["cpu"] for r in runs]
+            walls[ranks] = min(w)
+            speed = walls[1] / walls[ranks]
+            lines.append(f"| {kind} | {n} | {runs[0]['unknowns']} | {ranks} | "
+                         f"{runs[0]['its']:.1f} | {min(w):.2f} / {np.median(w):.2f} | "
+                         f"{min(c):.2f} / {np.median(c):.2f} | {speed:.2f} | "
+                         f"{speed / ranks:.0%} |")
+            print(lines[-1], flush=True)
+    print("\n".join(lines))
+    write_table("mpi_scaling", lines, quick)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        parser.add_argument("--quick", action="store_true", help="smaller problems")
+        parser.add_argument("--repeats", type=int, default=2, help="repeats per configuration")
+        args, _ = parser.parse_known_args()
+        main(args.quick, args.repeats)
