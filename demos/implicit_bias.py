@@ -57,14 +57,16 @@ case      slope      slope           slope        smallest eta^2    N -> 2N,    
                                      JKO - WGF    (JKO-Flow, corr.)                  corrected)
 ========  =========  ==============  ===========  ================  ===============  ==================
 interval  0.97       2.14            1.89         3.0e-5, 7.1e-5    2.3e-6, 1.1e-9   4.3e-9, 3.3e-9
-disk      DISK_S1       DISK_S2            DISK_S3         DISK_DIFF    DISK_DISC   DISK_H
-sphere    0.96       1.87            1.82         5.2e-5, 9.4e-5    SPH_DISC   SPH_H
+disk      0.99       2.00            1.80         2.2e-5, 3.7e-5    2.6e-7, 7.0e-9   2.9e-8, 3.4e-6
+sphere    0.96       1.87            1.82         5.2e-5, 9.4e-5    1.2e-6, 1.4e-10  4.9e-8, 8.3e-6
 ========  =========  ==============  ===========  ================  ===============  ==================
 
 The corrected JKO's distance to the WGF falls like :math:`\eta^2`: local rates 1.86,
 1.92 on the interval (7.1e-5 at :math:`T/32`, against 4.3e-3 for plain JKO),
-DISK_RATES on the disk, 1.77, 1.84, 1.85 on the sphere.  Every discretisation change
-sits at least 10x below the :math:`\eta^2` difference it could contaminate.
+1.81, 1.80 on the disk (1.76, 1.81 over :math:`T/8 \dots T/32`), 1.77, 1.84, 1.85 on the sphere.  Every
+discretisation change sits at least 10x below the :math:`\eta^2` difference it could
+contaminate (the closest, the mesh change of :math:`|\mathrm{corrected} -
+\mathrm{WGF}|`, is 11x below on the disk and the sphere).
 
 The mesh column is the change of :math:`|\mathrm{JKO} - \mathrm{JKO\text{-}Flow}|`
 and of :math:`|\mathrm{corrected} - \mathrm{WGF}|` under one uniform refinement,
@@ -102,7 +104,8 @@ of the comparison -- the slices (:math:`N \to 2N`), the flows' time step
 :math:`|\mathrm{corrected} - \mathrm{WGF}|`) -- to show that they sit well below
 the :math:`\eta^2` differences.
 
-Run ``python demos/implicit_bias.py`` (all cases: RUNTIME), ``--cases disk``, ``--cheap``
+Run ``python demos/implicit_bias.py`` (all cases: about 35 minutes of CPU time serially; longer in wall time on a
+loaded machine), ``--cases disk``, ``--cheap``
 for a fast check on coarse meshes (two step sizes per case, about a minute), or
 ``mpiexec -n 2 python demos/implicit_bias.py``.  PETSc options reach the solvers:
 ``-jko_snes_monitor``, ``-wgf_snes_converged_reason``, ``-jkoflow_snes_monitor``.
