@@ -10,7 +10,9 @@ offending argument and the closest demo option, instead of being silently ignore
 from __future__ import annotations
 
 import argparse
+import atexit
 import difflib
+import gc
 import re
 
 __all__ = ["parser", "parse", "petsc_options"]
@@ -73,4 +75,27 @@ def parse(p: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse
         what = "unknown option" if tok.startswith("-") else "unexpected argument"
         p.error(f"{what} {tok!r}{hint}. Demo options: {', '.join(known)}; PETSc options "
                 f"have the form -prefix_name [value], e.g. -jko_snes_monitor")
+    _hold_world_communicator()
+    atexit.register(gc.collect)
     return args
+
+
+#: A PETSc object on COMM_WORLD kept alive until PETSc finalises (see below).
+_HOLD: list = []
+
+
+def _hold_world_communicator():
+    """Keep one PETSc object on ``COMM_WORLD`` alive on every rank until exit.
+
+    PETSc attaches an inner communicator to ``COMM_WORLD`` while objects live on it and
+    frees it with the last one.  At exit petsc4py cleans up garbage on ``COMM_WORLD``
+    collectively; if the inner communicator was freed on one rank but not on another
+    (rank 0 keeps plotting objects the others do not have), that rank duplicates a new
+    one (``MPI_Comm_dup``, collective) while the others reduce: a 2-rank run of a demo
+    that builds many solvers (``implicit_bias``) hung there after its last output.
+    Holding an object on every rank keeps the inner communicator on every rank, and
+    ``gc.collect()`` at exit makes the discarded solvers garbage on all ranks alike.
+    """
+    if not _HOLD:
+        from firedrake.petsc import PETSc
+        _HOLD.append(PETSc.Vec().createMPI((1, None), comm=PETSc.COMM_WORLD))
