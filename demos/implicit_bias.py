@@ -54,7 +54,7 @@ all step sizes; ``mpiexec -n 2`` gives the same numbers):
 ========  =========  ==============  ===========  ================  ===============  ==================
 case      slope      slope           slope        smallest eta^2    N -> 2N,         h -> h/2
           JKO - WGF  JKO - JKO-Flow  corrected    differences       dt -> dt/2       (JKO-Flow,
-                                     JKO - WGF    (JKO-Flow, corr.)                  corrected)
+                                     JKO - WGF    (JKO-Flow, corr)                   corrected)
 ========  =========  ==============  ===========  ================  ===============  ==================
 interval  0.97       2.14            1.89         3.0e-5, 7.1e-5    2.3e-6, 1.1e-9   4.3e-9, 3.3e-9
 disk      0.99       2.00            1.80         2.2e-5, 3.7e-5    2.6e-7, 7.0e-9   2.9e-8, 3.4e-6
