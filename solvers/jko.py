@@ -24,6 +24,8 @@ sets; the barrier's units are those of the potential, :math:`\Phi = \eta\,
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 from firedrake import Constant, Function, assemble, interpolate
 
 import numpy as np
@@ -136,7 +138,7 @@ class JKOStep(BenamouBrenier):
         return self.eta * self.corrected_energy.corrected_form(
             rho, self.eta, self._log_of_end(rho), dx=self.dx)
 
-    @property
+    @cached_property
     def corrected_energy(self):
         r"""The energy whose :math:`F_\eta` the corrected steps minimise.
 
@@ -152,12 +154,9 @@ class JKOStep(BenamouBrenier):
         The plain terminal term is unaffected: :math:`\int V\rho_N` and
         :math:`\int\Pi_h V\rho_N` have the same variation on :math:`P_k`.
         """
-        cached = self.__dict__.get("_corrected_energy")
-        if cached is None:
-            cached = (self.limit_energy() if self.variable == "log" and self.energy.entropic
-                      else self.energy)
-            self.__dict__["_corrected_energy"] = cached
-        return cached
+        if self.variable == "log" and self.energy.entropic:
+            return self.limit_energy()
+        return self.energy
 
     def _log_of_end(self, rho):
         r""":math:`\log\rho_N` for the corrected term, or ``None`` (density unknowns or
