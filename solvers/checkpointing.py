@@ -32,7 +32,7 @@ import ufl
 from firedrake import COMM_WORLD, CheckpointFile, Function
 from firedrake.petsc import PETSc
 
-from .common import check_int, logger
+from .common import check_int, logger, nodal_exp
 
 __all__ = ["Checkpointer", "restart", "read_checkpoint", "Snapshot", "CheckpointError",
            "CHECKPOINT_VERSION"]
@@ -313,7 +313,7 @@ def read_checkpoint(path: str, step: int | None = None, comm=None, *,
     rho = Function(u.function_space(), name="density")
     log_rho = None
     if meta["representation"] == "log":
-        rho.interpolate(ufl.exp(u))
+        nodal_exp(u, rho)
         log_rho = Function(u.function_space(), name="log_density").assign(u)
     else:
         rho.assign(u)

@@ -32,7 +32,7 @@ import math
 import ufl
 from firedrake import Function, assemble
 
-from .common import check_density, check_positive, global_min, logger
+from .common import FormValue, check_density, check_positive, global_min, logger
 from .energies import Energy
 from .timestepping import TimeIntegrator
 
@@ -130,9 +130,18 @@ class DensityFlow(TimeIntegrator):
         return self._rho_out
 
     # ---------------------------------------------------------- quantities
+    def _diagnostic(self, name: str, build) -> float:
+        """The value of the functional ``build()`` of the current state, whose form is
+        built and preprocessed once per solver (:class:`~jkoflow.solvers.common.FormValue`:
+        observers evaluate the same few functionals after every step)."""
+        cache = self.__dict__.setdefault("_diagnostic_forms", {})
+        if name not in cache:
+            cache[name] = FormValue(build())
+        return cache[name]()
+
     def mass(self) -> float:
         r""":math:`\int_M\rho\,\mathrm{dvol}` with the solver's quadrature (collective)."""
-        return float(assemble(self.rho_expr * self.dx))
+        return self._diagnostic("mass", lambda: self.rho_expr * self.dx)
 
     def energy_value(self) -> float:
         r""":math:`J(\rho)` with the solver's quadrature (collective).
@@ -141,24 +150,29 @@ class DensityFlow(TimeIntegrator):
         where :math:`\rho \le 0` (its continuous extension at 0), so round-off
         undershoots do not give NaN.
         """
+        return self._diagnostic("energy", self._energy_form)
+
+    def _energy_form(self) -> ufl.Form:
         en, rho = self.energy, self.rho_expr
         if self.variable == "log" or not en.entropic:
-            return float(assemble(en.integrand(rho) * self.dx))
+            return en.integrand(rho) * self.dx
         Vrho = en.V * rho if en.V is not None else 0
-        return float(assemble(ufl.conditional(ufl.gt(rho, 0), en.integrand(rho), Vrho)
-                              * self.dx))
+        return ufl.conditional(ufl.gt(rho, 0), en.integrand(rho), Vrho) * self.dx
 
     def dissipation(self) -> float:
         r""":math:`I_J(\rho) = \int|\nabla_g\,\delta J/\delta\rho|_g^2\rho = -dJ/dt` along
         the WGF (the relative Fisher information for KL)."""
+        return self._diagnostic("dissipation", self._dissipation_form)
+
+    def _dissipation_form(self) -> ufl.Form:
         geom, en, rho = self.geometry, self.energy, self.rho_expr
         if self.variable == "log":
             # grad g = U''(rho) grad rho + grad V = D(rho) grad l + grad V (no log(exp l))
             grad_g = en.diffusivity(rho) * geom.grad(self.density_field)
             if en.V is not None:
                 grad_g = grad_g + geom.grad(en.V)
-            return float(assemble(geom.norm2(grad_g) * rho * self.dx))
-        return float(assemble(geom.grad_norm2(en.first_variation(rho)) * rho * self.dx))
+            return geom.norm2(grad_g) * rho * self.dx
+        return geom.grad_norm2(en.first_variation(rho)) * rho * self.dx
 
     def output_functions(self) -> list[Function]:
         """``density`` (and ``log_density`` for the log variable) for VTK output."""
