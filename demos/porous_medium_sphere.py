@@ -1,5 +1,5 @@
 r"""Porous medium with a potential on the sphere, by JKO, to its exact equilibrium.
-==============================================================================
+===============================================================================
 
 On the unit sphere :math:`S^2` take the energy
 

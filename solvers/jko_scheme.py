@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from firedrake import Function, assemble
+from firedrake import Function
 
 from .checkpointing import Checkpointer
 from .common import FormValue, check_positive, global_min, logger, nodal_exp
@@ -101,6 +101,7 @@ class JKOScheme(Stepper):
         # ``rho`` is its nodal density for output.
         self._state = Function(self.jko.V, name="jko_state")
         self._energy_form = None
+        self._stepped_form = None   # F_eta with the step's eta Constant: built once
         if rho0 is not None:
             self.jko.set_start(rho0)
         else:
@@ -173,8 +174,10 @@ class JKOScheme(Stepper):
         r"""The energy the steps decrease, at :math:`\rho_k`: :math:`F_\eta(\rho_k)` with
         the current step size for ``correction="implicit-bias"``, :math:`J(\rho_k)`
         otherwise (step solver's quadrature; collective)."""
-        log_rho = self._state if self.variable == "log" and self.energy.entropic else None
-        return float(assemble(self.jko.stepped_form(self.rho_expr, log_rho)))
+        if self._stepped_form is None:
+            log_rho = self._state if self.variable == "log" and self.energy.entropic else None
+            self._stepped_form = FormValue(self.jko.stepped_form(self.rho_expr, log_rho))
+        return self._stepped_form()
 
     def mass(self) -> float:
         """:math:`\\int\\rho_k` with the step solver's quadrature (conserved exactly)."""
