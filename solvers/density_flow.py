@@ -28,6 +28,7 @@ JKO step, so that all solvers discretise an energy the same way.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import ufl
 from firedrake import Function, assemble
@@ -130,18 +131,16 @@ class DensityFlow(TimeIntegrator):
         return self._rho_out
 
     # ---------------------------------------------------------- quantities
-    def _diagnostic(self, name: str, build) -> float:
-        """The value of the functional ``build()`` of the current state, whose form is
-        built and preprocessed once per solver (:class:`~jkoflow.solvers.common.FormValue`:
-        observers evaluate the same few functionals after every step)."""
-        cache = self.__dict__.setdefault("_diagnostic_forms", {})
-        if name not in cache:
-            cache[name] = FormValue(build())
-        return cache[name]()
+    # The diagnostics' forms are built and preprocessed once per solver
+    # (:class:`~jkoflow.solvers.common.FormValue`): observers evaluate the same few
+    # functionals of the current state after every step.
+    @cached_property
+    def _mass_value(self) -> FormValue:
+        return FormValue(self.rho_expr * self.dx)
 
     def mass(self) -> float:
         r""":math:`\int_M\rho\,\mathrm{dvol}` with the solver's quadrature (collective)."""
-        return self._diagnostic("mass", lambda: self.rho_expr * self.dx)
+        return self._mass_value()
 
     def energy_value(self) -> float:
         r""":math:`J(\rho)` with the solver's quadrature (collective).
@@ -150,29 +149,31 @@ class DensityFlow(TimeIntegrator):
         where :math:`\rho \le 0` (its continuous extension at 0), so round-off
         undershoots do not give NaN.
         """
-        return self._diagnostic("energy", self._energy_form)
+        return self._energy_value()
 
-    def _energy_form(self) -> ufl.Form:
+    @cached_property
+    def _energy_value(self) -> FormValue:
         en, rho = self.energy, self.rho_expr
         if self.variable == "log" or not en.entropic:
-            return en.integrand(rho) * self.dx
+            return FormValue(en.integrand(rho) * self.dx)
         Vrho = en.V * rho if en.V is not None else 0
-        return ufl.conditional(ufl.gt(rho, 0), en.integrand(rho), Vrho) * self.dx
+        return FormValue(ufl.conditional(ufl.gt(rho, 0), en.integrand(rho), Vrho) * self.dx)
 
     def dissipation(self) -> float:
         r""":math:`I_J(\rho) = \int|\nabla_g\,\delta J/\delta\rho|_g^2\rho = -dJ/dt` along
         the WGF (the relative Fisher information for KL)."""
-        return self._diagnostic("dissipation", self._dissipation_form)
+        return self._dissipation_value()
 
-    def _dissipation_form(self) -> ufl.Form:
+    @cached_property
+    def _dissipation_value(self) -> FormValue:
         geom, en, rho = self.geometry, self.energy, self.rho_expr
         if self.variable == "log":
             # grad g = U''(rho) grad rho + grad V = D(rho) grad l + grad V (no log(exp l))
             grad_g = en.diffusivity(rho) * geom.grad(self.density_field)
             if en.V is not None:
                 grad_g = grad_g + geom.grad(en.V)
-            return geom.norm2(grad_g) * rho * self.dx
-        return geom.grad_norm2(en.first_variation(rho)) * rho * self.dx
+            return FormValue(geom.norm2(grad_g) * rho * self.dx)
+        return FormValue(geom.grad_norm2(en.first_variation(rho)) * rho * self.dx)
 
     def output_functions(self) -> list[Function]:
         """``density`` (and ``log_density`` for the log variable) for VTK output."""

@@ -27,6 +27,7 @@ for plain JKO.
 """
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Callable, Iterable
 
 from firedrake import Function
@@ -100,8 +101,6 @@ class JKOScheme(Stepper):
         # entropic energies), so that chained steps conserve mass to round-off;
         # ``rho`` is its nodal density for output.
         self._state = Function(self.jko.V, name="jko_state")
-        self._energy_form = None
-        self._stepped_form = None   # F_eta with the step's eta Constant: built once
         if rho0 is not None:
             self.jko.set_start(rho0)
         else:
@@ -161,9 +160,11 @@ class JKOScheme(Stepper):
 
     def energy_value(self) -> float:
         """:math:`J(\\rho_k)`, with the step solver's quadrature (the form is built once)."""
-        if self._energy_form is None:
-            self._energy_form = FormValue(self.energy.integrand(self.rho_expr) * self.jko.dx)
-        return self._energy_form()
+        return self._energy_value()
+
+    @cached_property
+    def _energy_value(self) -> FormValue:
+        return FormValue(self.energy.integrand(self.rho_expr) * self.jko.dx)
 
     @property
     def correction(self) -> str | None:
@@ -174,10 +175,13 @@ class JKOScheme(Stepper):
         r"""The energy the steps decrease, at :math:`\rho_k`: :math:`F_\eta(\rho_k)` with
         the current step size for ``correction="implicit-bias"``, :math:`J(\rho_k)`
         otherwise (step solver's quadrature; collective)."""
-        if self._stepped_form is None:
-            log_rho = self._state if self.variable == "log" and self.energy.entropic else None
-            self._stepped_form = FormValue(self.jko.stepped_form(self.rho_expr, log_rho))
-        return self._stepped_form()
+        return self._stepped_value()
+
+    @cached_property
+    def _stepped_value(self) -> FormValue:
+        # built once: F_eta holds the step's eta Constant, so it follows eta changes
+        log_rho = self._state if self.variable == "log" and self.energy.entropic else None
+        return FormValue(self.jko.stepped_form(self.rho_expr, log_rho))
 
     def mass(self) -> float:
         """:math:`\\int\\rho_k` with the step solver's quadrature (conserved exactly)."""
