@@ -65,7 +65,7 @@ def run(n: int, N: int, repeats: int) -> dict:
         its = sum(h["snes_iterations"] for h in scheme.history[1:])
         err = geom.integrate(abs(scheme.rho_expr - exact), degree=6)
     return {"n": n, "N": N, "err": err, "its": its, "cpu_min": min(cpu),
-            "cpu_median": statistics.median(cpu), "mass": geom.integrate(rho0)}
+            "cpu_median": statistics.median(cpu)}
 
 
 def main(quick: bool, repeats: int):

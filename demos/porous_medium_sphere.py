@@ -56,10 +56,10 @@ import numpy as np
 import ufl
 from firedrake import Function, FunctionSpace, conditional
 from firedrake.petsc import PETSc
-from mpi4py import MPI
 
 from jkoflow.meshes import sphere
 from jkoflow.solvers import JKOScheme, porous_medium
+from jkoflow.solvers.common import global_max
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _cli  # noqa: E402
@@ -85,8 +85,7 @@ def equilibrium(c: float, mass: float):
 # iterate is zero).  For P1 this area converges like h to the true one, so the iterates
 # are compared with the same measure of the interpolant of rho_inf.
 def vanishing_area(geom, rho: Function) -> float:
-    top = geom.mesh.comm.allreduce(float(rho.dat.data_ro.max(initial=0.0)), op=MPI.MAX)
-    return geom.integrate(conditional(rho < 1e-4 * top, 1.0, 0.0))
+    return geom.integrate(conditional(rho < 1e-4 * global_max(rho), 1.0, 0.0))
 
 
 def main(args):
@@ -145,8 +144,8 @@ def main(args):
                     f"rho = 0: {zero_area[-1]:.3f}, against {vanishing_area(geom, rho_inf_h):.3f}"
                     f" for the interpolant of rho_inf and {4 * math.pi - cap:.3f} exactly")
 
-    # Figure: the initial bump, the last iterate and the equilibrium on the sphere (one
-    # colour scale), and the energy gap and L1 distance per step.  The fields are
+    # Figure: the initial bump, the last iterate and the equilibrium on the sphere (the
+    # last two on one colour scale), and the energy gap and L1 distance per step.  The fields are
     # gathered to rank 0 collectively, so the figure is the same under MPI.
     data = [_plotting.vertex_data(f) for f in
             (rho0, scheme.rho, rho_inf_h)]
