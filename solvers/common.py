@@ -233,8 +233,33 @@ def _history_monitor(history: list):
     return monitor
 
 
+#: How often one solve may enlarge MUMPS's workspace (ICNTL(14), 4x each time), and
+#: the largest allowance (percent of the analysis's estimate) it sets.
+MUMPS_WORKSPACE_RETRIES = 3
+MUMPS_MAX_WORKSPACE = 10000
+
+
+def _mumps_out_of_workspace(snes):
+    """The MUMPS factor matrix of ``snes``'s linear solver if its last factorisation
+    failed for lack of workspace, else ``None``."""
+    pc = snes.getKSP().getPC()
+    if pc.getType() != "lu" or pc.getFactorSolverType() != "mumps":
+        return None
+    if pc.getFailedReason() != PETSc.PC.FailedReason.FACTOR_OUTMEMORY:
+        return None
+    return pc.getFactorMatrix()
+
+
 def solve_or_raise(solver, what: str, history: list | None = None):
     """Solve a ``NonlinearVariationalSolver``; on failure raise with the history.
+
+    One failure is repaired, not raised: MUMPS running out of the workspace it
+    reserved at the analysis (``FACTOR_OUTMEMORY``).  That happens when numerical
+    pivoting delays many pivots, as in KKT systems whose entries span hundreds of
+    orders of magnitude (densities near :math:`10^{-300}`).  The workspace
+    allowance ``ICNTL(14)`` is then raised fourfold (at most
+    :data:`MUMPS_WORKSPACE_RETRIES` times per solve, with a warning) and Newton goes
+    on from the iterate where the factorisation failed.
 
     Parameters
     ----------
@@ -248,7 +273,7 @@ def solve_or_raise(solver, what: str, history: list | None = None):
     Returns
     -------
     tuple
-        ``(snes iterations, linear iterations)`` of this solve.
+        ``(snes iterations, linear iterations)`` of this solve (all attempts).
 
     Raises
     ------
@@ -261,20 +286,44 @@ def solve_or_raise(solver, what: str, history: list | None = None):
         snes.setMonitor(_history_monitor(solver._jkoflow_history))
     hist = solver._jkoflow_history
     hist.clear()
+    its = lits = retries = 0
     try:
-        solver.solve()
-    except ConvergenceError as e:
-        reason = snes.getConvergedReason()
-        lines = "\n".join(f"    {it:3d} SNES residual {r:.6e}" for it, r in hist)
-        raise SolverDivergedError(
-            f"{what}: the nonlinear solver diverged "
-            f"(SNES reason {_reason_name(reason)}) after {snes.getIterationNumber()} "
-            f"iterations.\n  Residual history:\n{lines or '    (none)'}\n  ({e})",
-            history=hist, reason=reason) from None
+        while True:
+            try:
+                solver.solve()
+            except ConvergenceError as e:
+                reason = snes.getConvergedReason()
+                its += snes.getIterationNumber()
+                lits += snes.getLinearSolveIterations()
+                factor = (_mumps_out_of_workspace(snes)
+                          if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE
+                          else None)
+                old = factor.getMumpsIcntl(14) if factor is not None else 0
+                if (factor is not None and retries < MUMPS_WORKSPACE_RETRIES
+                        and 0 <= old < MUMPS_MAX_WORKSPACE):
+                    # MUMPS keeps its failed state (PETSc skips a refactorisation
+                    # after it), so the factorisation is rebuilt from the analysis.
+                    new = min(4 * max(old, 25), MUMPS_MAX_WORKSPACE)
+                    solver.parameters["mat_mumps_icntl_14"] = new
+                    snes.getKSP().getPC().reset()
+                    retries += 1
+                    logger.warning("%s: MUMPS ran out of workspace (delayed pivots) at "
+                                   "Newton iteration %d; workspace allowance ICNTL(14) "
+                                   "%d%% -> %d%%, continuing from that iterate", what,
+                                   its, old, new)
+                    continue
+                lines = "\n".join(f"    {it:3d} SNES residual {r:.6e}" for it, r in hist)
+                raise SolverDivergedError(
+                    f"{what}: the nonlinear solver diverged "
+                    f"(SNES reason {_reason_name(reason)}) after {its} "
+                    f"iterations.\n  Residual history:\n{lines or '    (none)'}\n  ({e})",
+                    history=hist, reason=reason) from None
+            its += snes.getIterationNumber()
+            lits += snes.getLinearSolveIterations()
+            return its, lits
     finally:
         if history is not None:
             history.extend(hist)
-    return snes.getIterationNumber(), snes.getLinearSolveIterations()
 
 
 def _reason_name(reason: int) -> str:

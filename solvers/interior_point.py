@@ -99,7 +99,7 @@ class InteriorPoint:
         self.mu_hat = float(options["mu0"])
         self.levels: list = []
         self.step_fractions: list = []
-        self._level_start = 0
+        self._level_start = self._offset = self._last_it = 0
         self.last_error = np.inf
 
     # ------------------------------------------------------------ set-up
@@ -128,6 +128,7 @@ class InteriorPoint:
             z.interpolate(target * self.rho_bar / u)
         self.levels, self.step_fractions = [], []
         self._level_start = 0
+        self._offset = self._last_it = 0
         self.last_error = np.inf
 
     # ---------------------------------------------------------- step rule
@@ -179,6 +180,12 @@ class InteriorPoint:
         """SNES convergence test: decrease the barrier when its problem is solved to
         ``kappa_eps * mu_hat`` (recomputing the residual), stop at ``mu_min`` once the
         error is below ``tol``."""
+        if it == 0 and self._last_it > 0:
+            # SNES restarted from the current iterate (a repaired linear-solver
+            # failure, see solve_or_raise): keep counting this solve's iterations.
+            self._offset += self._last_it
+        self._last_it = it
+        it += self._offset
         F = snes.getFunction()[0]
         err = self.error(F)
         if not np.isfinite(err):

@@ -32,7 +32,8 @@ import numpy as np
 import ufl
 
 from .benamou_brenier import BenamouBrenier, TransportResult
-from .common import check_density, check_positive
+from .common import (SolverDivergedError, check_density, check_positive, global_max,
+                     global_min)
 
 __all__ = ["JKOStep", "W2Geodesic", "wasserstein_distance", "CORRECTIONS"]
 
@@ -304,9 +305,29 @@ class JKOStep(BenamouBrenier):
         def trivial_guess():
             self.initial_guess(phi=self._guess_potential())
 
-        result = self.solve_with_continuation(what, set_eta, target, trivial_guess)
+        try:
+            result = self.solve_with_continuation(what, set_eta, target, trivial_guess)
+        except SolverDivergedError as err:
+            raise SolverDivergedError(f"{err}{self._steep_tails_hint()}", history=err.history,
+                                      reason=err.reason) from None
         self._previous_phi = result.phi.copy(deepcopy=True)
         return result
+
+    #: Range of the start log-density above which a failed log-unknown step says
+    #: that density unknowns are the remedy.
+    STEEP_TAILS = 100.0
+
+    def _steep_tails_hint(self) -> str:
+        """Advice appended to a failed log-unknown step whose data have steep tails."""
+        if self.variable != "log":
+            return ""
+        spread = global_max(self.start) - global_min(self.start)
+        if spread <= self.STEEP_TAILS:
+            return ""
+        return (f"\n  The start log-density spans {spread:.0f} units (steep tails).  With "
+                "log unknowns each Newton iteration moves a tail value by one or two "
+                "units; variable='density' (the interior point) floors the tails instead "
+                "and takes such steps in about 25 iterations.")
 
 
 class W2Geodesic(BenamouBrenier):
