@@ -81,6 +81,7 @@ from ufl.corealg.multifunction import MultiFunction
 
 from .common import (FormValue, SolverDivergedError, SolverStats, check_int, global_min,
                      logger, nodal_exp, solve_or_raise)
+from .continuation import solve_with_continuation
 from .interior_point import DEFAULT_BARRIER, InteriorPoint
 from .presets import preset, resolve_parameters
 
@@ -521,76 +522,11 @@ class BenamouBrenier(SolverStats):
         return f
 
     # ------------------------------------------------------ continuation
-    def _extrapolate(self, ratio: float):
-        """Scale the current transport by ``ratio``: potentials linearly, densities
-        geometrically about the start density (so they stay positive)."""
-        us, phis = self.unknown_slices()
-        for p in phis:
-            p.assign(ratio * p)
-        for u in us:
-            if self.variable == "log":
-                u.assign(self.start + ratio * (u - self.start))
-            else:
-                # Geometric about the (strictly positive) interior start.
-                base = self.interior_start(self.start)
-                u.interpolate(ufl.exp((1 - ratio) * ufl.ln(base) + ratio * ufl.ln(u)))
-
     def solve_with_continuation(self, what: str, set_parameter, target: float,
                                 trivial_guess) -> TransportResult:
-        """Solve at ``set_parameter(target)`` from the current state; if Newton fails,
-        globalise by continuation in the parameter.
-
-        The parameter (the step size for a JKO step, a homotopy of the end density
-        for a geodesic) scales the transport: at small values the problem is close
-        to the identity.  Starting from ``trivial_guess()`` at ``target/4``, each
-        solve starts from the previous one extrapolated linearly in the parameter;
-        a failed increment is halved.
-
-        Raises
-        ------
-        SolverDivergedError
-            With the path taken and the first and last failures' histories.
-        """
-        set_parameter(target)
-        saved = self.w.copy(deepcopy=True)
-        try:
-            return self.run(what)
-        except SolverDivergedError as err:
-            first_error = err
-        logger.warning("%s: Newton failed (%d iterations, reason %s); falling back to "
-                       "continuation in the parameter from %.4g", what,
-                       len(first_error.history), first_error.reason, target / 4)
-        self.w.assign(saved)
-        reached, good, previous = 0.0, None, 0.0
-        trial = target / 4
-        # the failed first attempt counts: its iterations were spent
-        snes_total, ksp_total, levels, path = max(len(first_error.history) - 1, 0), 0, [], []
-        while reached < target:
-            set_parameter(trial)
-            if good is None:
-                trivial_guess()
-            else:
-                self.w.assign(good)
-                self._extrapolate(trial / reached)
-            try:
-                its, lits, lev = self.solve_levels(f"{what}, continuation at {trial:.4g}")
-            except SolverDivergedError as err:
-                path.append((trial, "failed"))
-                if trial - reached < target / 64:
-                    set_parameter(target)
-                    raise SolverDivergedError(
-                        f"{what}: Newton failed, and so did continuation (path: {path})."
-                        f"\nFirst failure:\n{first_error}\nLast failure:\n{err}",
-                        history=err.history, reason=err.reason) from None
-                trial = reached + 0.5 * (trial - reached)
-                continue
-            snes_total, ksp_total, levels = snes_total + its, ksp_total + lits, levels + lev
-            path.append((trial, its))
-            previous, reached, good = reached, trial, self.w.copy(deepcopy=True)
-            trial = min(target, reached + 2 * (reached - previous))
-        self.continuation_path = path
-        logger.warning("%s: continuation path (parameter, Newton iterations): %s", what, path)
-        return self.result(snes_total, ksp_total, levels)
+        """Solve at ``set_parameter(target)``, falling back to continuation in the
+        parameter (:func:`jkoflow.solvers.continuation.solve_with_continuation`)."""
+        return solve_with_continuation(self, what, set_parameter, target, trivial_guess)
 
     def solve_levels(self, what: str) -> tuple[int, int, list]:
         """Solve from the current state over the barrier levels (one level for log).
