@@ -77,7 +77,13 @@ from firedrake import TestFunction, TrialFunction, assemble
 from firedrake.petsc import PETSc
 from firedrake.preconditioners.base import PCBase
 
-__all__ = ["KKTPreconditioner", "TransportSweepPC", "TransportSchurPC"]
+from .common import logger
+
+__all__ = ["KKTPreconditioner", "TransportSweepPC", "TransportSchurPC", "InnerSolveFailed"]
+
+
+class InnerSolveFailed(RuntimeError):
+    """An inner Krylov solve of a KKT preconditioner did not converge."""
 
 
 class KKTPreconditioner(PCBase):
@@ -168,6 +174,22 @@ class KKTPreconditioner(PCBase):
                              f"entry ({lo:.3g}); use the direct solver")
         lam.reciprocal()
         return lam, azz_inv, auz, azu
+
+    def apply(self, pc, x, y):
+        """Apply the preconditioner (:meth:`apply_blocks`).  If an inner solve fails,
+        the PC is marked failed (``SUBPC_ERROR``) and ``y`` set to infinity, so that the
+        outer Krylov solve stops with ``DIVERGED_PC_FAILED`` and Newton with
+        ``DIVERGED_LINEAR_SOLVE``: a :class:`~jkoflow.solvers.SolverDivergedError`
+        with the history, not a crash inside PETSc."""
+        try:
+            self.apply_blocks(pc, x, y)
+        except InnerSolveFailed as err:
+            logger.warning("%s; the outer Krylov solve stops (DIVERGED_PC_FAILED)", err)
+            y.set(np.inf)
+            pc.setFailedReason(PETSc.PC.FailedReason.SUBPC_ERROR)
+
+    def apply_blocks(self, pc, x, y):
+        raise NotImplementedError
 
     def view(self, pc, viewer=None):
         super().view(pc, viewer)
@@ -266,9 +288,9 @@ class TransportSweepPC(KKTPreconditioner):
     def _solve(self, ksp, b, x):
         ksp.solve(b, x)
         if ksp.getConvergedReason() < 0:
-            raise RuntimeError("TransportSweepPC: a transport-sweep solve failed "
-                               f"(KSP reason {ksp.getConvergedReason()}, "
-                               f"{ksp.getIterationNumber()} iterations)")
+            raise InnerSolveFailed("TransportSweepPC: a transport-sweep block solve failed "
+                                   f"(KSP reason {ksp.getConvergedReason()}, "
+                                   f"{ksp.getIterationNumber()} iterations)")
         self.sweep_iterations += ksp.getIterationNumber()
 
     def _forward(self, r, out):
@@ -304,15 +326,15 @@ class TransportSweepPC(KKTPreconditioner):
             self.M.mult(a[k], t)
             ksp.solve(t, s)
             if ksp.getConvergedReason() < 0:
-                raise RuntimeError("TransportSweepPC: a reduced solve failed (KSP reason "
-                                   f"{ksp.getConvergedReason()})")
+                raise InnerSolveFailed("TransportSweepPC: a reduced solve failed (KSP "
+                                       f"reason {ksp.getConvergedReason()})")
             self.reduced_iterations += ksp.getIterationNumber()
             self.M.mult(s, a[k])
         self._backward(a, out)
         for o in out:
             o.scale(-1.0)
 
-    def apply(self, pc, x, y):
+    def apply_blocks(self, pc, x, y):
         r"""Condense the duals;
         :math:`y_\phi = \hat S^{-1}(r_\phi - B\Lambda^{-1}r_\rho)`,
         :math:`y_\rho = \Lambda^{-1}(r_\rho - B^\top y_\phi)`; recover the duals."""
@@ -411,7 +433,7 @@ class TransportSchurPC(KKTPreconditioner):
         self._n_loc = n_loc
         return out
 
-    def apply(self, pc, x, y):
+    def apply_blocks(self, pc, x, y):
         r"""Condense the duals; :math:`y_\phi = S^{-1}(r_\phi - B\Lambda^{-1}r_u)`,
         :math:`y_u = \Lambda^{-1}(r_u - B^\top y_\phi)`; recover the duals."""
         r_u, r_phi = x.getSubVector(self.is_u), x.getSubVector(self.is_phi)
@@ -446,3 +468,6 @@ class TransportSchurPC(KKTPreconditioner):
                                (y, self.is_phi, y_phi), (x, self.is_z, r_z),
                                (x, self.is_u, r_u), (x, self.is_phi, r_phi)):
             vec.restoreSubVector(iset, sub)
+        if self.ksp.getConvergedReason() < 0:
+            raise InnerSolveFailed("TransportSchurPC: the Schur complement solve failed "
+                                   f"(KSP reason {self.ksp.getConvergedReason()})")

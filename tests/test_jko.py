@@ -366,6 +366,24 @@ def test_sweep_preconditioner_is_mesh_robust():
     assert max(its) <= 30
 
 
+@pytest.mark.parametrize("solver, option", [("schur", "sweep_ksp_max_it"),
+                                            ("schur-amg", "schur_ksp_max_it")])
+def test_failed_inner_solve_is_a_solver_error(solver, option):
+    """An inner Krylov solve of the KKT preconditioner that does not converge (here
+    forced by one iteration at most) fails the outer solve cleanly: the PC is marked
+    failed, Newton stops with DIVERGED_LINEAR_SOLVE, and the step raises
+    SolverDivergedError (after continuation also failed), not a PETSc error."""
+    geom = rectangle(6, 6, -3.0, 3.0, -3.0, 3.0)
+    x, y = geom.x
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5) + 1e-3)
+    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 2, variable="density",
+                   solver_parameters=solver, solver_parameters_extra={option: 1},
+                   options_prefix=f"inner_fail_{solver.replace('-', '_')}_")
+    with pytest.raises(SolverDivergedError, match="DIVERGED_LINEAR_SOLVE"):
+        step.solve(rho0)
+
+
 def test_iterative_schur_solver_rejects_log_unknowns():
     geom = interval(10, 0.0, 1.0)
     with pytest.raises(ValueError, match="density unknowns"):
