@@ -1,0 +1,129 @@
+r"""Cost of one warm dynamic-transport solve against the number of unknowns, for every
+variant: log-density JKO step, density JKO step (direct and the iterative ``sweep``
+preset), the corrected (second-order) JKO step, and a :math:`W_2` geodesic.
+
+The workload is that of ``benchmarks/direct_solver_growth.py``: KL to
+:math:`N(0, I)` on :math:`[-3, 3]^2` from a Gaussian bump, squares cut along one
+diagonal, P1, N = 4 slices, :math:`\eta = 0.05`.  The geodesic joins that bump to its
+translate by (1, 0.5) (log unknowns, N = 4).  For each mesh and variant one solve
+compiles the kernels; the next is timed:
+
+* a JKO step: the step from the first step's result (warm potential for log
+  unknowns; the interior point restarts from its interior start by design);
+* the geodesic: to the bump translated by (1.1, 0.55) instead, from the first
+  geodesic's state.
+
+Reported: unknowns (the mixed state's dimension; density unknowns carry potentials
+and duals as well), Newton and outer Krylov iterations, CPU seconds
+(``time.process_time()``, summed over ranks), CPU seconds per Newton iteration, and
+the fitted exponent :math:`p` of the time per step against the unknowns between
+consecutive meshes (:math:`p = 1`: linear cost; issue 15 asks for at most 1.3x per
+doubling, :math:`p \le 0.38`, from :math:`10^5` unknowns on).  The largest mesh is
+limited by the machine (2 cores, 23 GB): :math:`10^6` unknowns with MUMPS would need
+about 20 GB of factors alone (``direct_solver_growth.md``).
+
+Run: ``"$(make -s env-path)/bin/python" benchmarks/variant_growth.py`` (``--quick``: two
+small meshes).  Results: ``benchmarks/results/variant_growth.md``.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import ufl
+from firedrake import COMM_WORLD, Function, FunctionSpace
+from firedrake.petsc import PETSc
+from mpi4py import MPI
+
+from jkoflow.meshes import rectangle
+from jkoflow.solvers import JKOStep, SolverDivergedError, W2Geodesic, kl, set_log_level
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _results import write_table  # noqa: E402
+
+VARIANTS = ("log", "density", "density, sweep", "corrected (log)", "geodesic (log)")
+
+
+def bump(geom, shift=(0.0, 0.0)):
+    x, y = geom.x
+    return ufl.exp(-((x - 0.5 - shift[0]) ** 2 + (y - shift[1]) ** 2) / 0.5)
+
+
+def timed(fn):
+    c0 = time.process_time()
+    out = fn()
+    return out, COMM_WORLD.allreduce(time.process_time() - c0, op=MPI.SUM)
+
+
+def measure(n: int, variant: str) -> dict:
+    """One cold solve, then one timed warm solve of ``variant`` on an n x n mesh."""
+    geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0, diagonal="left")
+    x, y = geom.x
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    rho0 = Function(V).interpolate(bump(geom))
+    prefix = f"growth_{n}_{variant.split()[0].strip(',')}_"
+    if variant == "geodesic (log)":
+        rho1 = Function(V).interpolate(bump(geom, (1.0, 0.5)))
+        rho2 = Function(V).interpolate(bump(geom, (1.1, 0.55)))
+        solver = W2Geodesic(geom, 4, options_prefix=prefix)
+        solver.solve(rho0, rho1)
+
+        def again():
+            return solver.solve(rho0, rho2)
+    else:
+        kwargs = {"density": {"variable": "density"},
+                  "density, sweep": {"variable": "density", "solver_parameters": "sweep"},
+                  "corrected (log)": {"correction": "implicit-bias"}}.get(variant, {})
+        solver = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 4, options_prefix=prefix,
+                         **kwargs)
+        first = solver.solve(rho0)
+        if solver.variable == "log":
+            def again():
+                return solver.solve(log_rho_k=first.log_rho)
+        else:
+            def again():
+                return solver.solve(first.rho)
+    res, cpu = timed(again)
+    return {"unknowns": solver.W.dim(), "its": res.snes_iterations,
+            "krylov": res.linear_iterations, "cpu": cpu, "cpu_per_it": cpu / res.snes_iterations}
+
+
+def main(quick: bool, variants):
+    set_log_level("WARNING")
+    sizes = (24, 48) if quick else (24, 48, 96, 144)
+    lines = ["# Warm solve cost against unknowns, every variant", "",
+             f"{COMM_WORLD.size} MPI rank(s); 2D KL to N(0, I) on [-3, 3]^2, P1, N = 4, "
+             "eta = 0.05 (geodesic: the bump to its translate by (1, 0.5)); squares cut "
+             "along one diagonal; MUMPS unless 'sweep'.  CPU seconds of one warm solve "
+             "(summed over ranks); p: exponent of the time against the unknowns from the "
+             "previous row of the same variant.", "",
+             "| variant | cells per side | unknowns | Newton its | outer Krylov its | "
+             "CPU s | CPU s per Newton it | p |", "|---|---|---|---|---|---|---|---|"]
+    for variant in variants:
+        prev = None
+        for n in sizes:
+            try:
+                r = measure(n, variant)
+            except SolverDivergedError as err:
+                lines.append(f"| {variant} | {n} | | failed: {str(err).splitlines()[0][:80]} "
+                             "| | | | |")
+                PETSc.Sys.Print(lines[-1])
+                break
+            p = (f"{np.log(r['cpu'] / prev['cpu']) / np.log(r['unknowns'] / prev['unknowns']):.2f}"
+                 if prev else "")
+            lines.append(f"| {variant} | {n} | {r['unknowns']} | {r['its']} | {r['krylov']} | "
+                         f"{r['cpu']:.2f} | {r['cpu_per_it']:.3f} | {p} |")
+            PETSc.Sys.Print(lines[-1])
+            prev = r
+    if COMM_WORLD.rank == 0:
+        write_table("variant_growth", lines, quick)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two small meshes")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    args = parser.parse_args()
+    main(args.quick, args.variants)
