@@ -377,6 +377,9 @@ def test_failed_inner_solve_is_a_solver_error(solver, option):
     x, y = geom.x
     V = FunctionSpace(geom.mesh, "CG", 1)
     rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5) + 1e-3)
+    # Its own options prefix: the preconditioners' inner defaults stay in PETSc's global
+    # options database (e.g. jko_schur_ksp_max_it 2000 from an earlier solver), and
+    # Firedrake does not override options already there.
     step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 2, variable="density",
                    solver_parameters=solver, solver_parameters_extra={option: 1},
                    options_prefix=f"inner_fail_{solver.replace('-', '_')}_")
