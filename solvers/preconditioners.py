@@ -191,6 +191,17 @@ class KKTPreconditioner(PCBase):
     def apply_blocks(self, pc, x, y):
         raise NotImplementedError
 
+    @staticmethod
+    def check_inner_solve(ksp: PETSc.KSP, what: str) -> int:
+        """The iterations of the inner solve ``ksp`` just did; raises
+        :class:`InnerSolveFailed` (which :meth:`apply` turns into a failed PC) if it
+        did not converge."""
+        reason = ksp.getConvergedReason()
+        if reason < 0:
+            raise InnerSolveFailed(f"{what} failed (KSP reason {reason}, "
+                                   f"{ksp.getIterationNumber()} iterations)")
+        return ksp.getIterationNumber()
+
     def view(self, pc, viewer=None):
         super().view(pc, viewer)
         if viewer is not None:
@@ -287,11 +298,8 @@ class TransportSweepPC(KKTPreconditioner):
     # ---------------------------------------------------------------- sweeps
     def _solve(self, ksp, b, x):
         ksp.solve(b, x)
-        if ksp.getConvergedReason() < 0:
-            raise InnerSolveFailed("TransportSweepPC: a transport-sweep block solve failed "
-                                   f"(KSP reason {ksp.getConvergedReason()}, "
-                                   f"{ksp.getIterationNumber()} iterations)")
-        self.sweep_iterations += ksp.getIterationNumber()
+        self.sweep_iterations += self.check_inner_solve(
+            ksp, "TransportSweepPC: a transport-sweep block solve")
 
     def _forward(self, r, out):
         r"""Solve :math:`B\,out = r` slice by slice, first to last."""
@@ -325,10 +333,8 @@ class TransportSweepPC(KKTPreconditioner):
             ksp = self.ksp_red[k]
             self.M.mult(a[k], t)
             ksp.solve(t, s)
-            if ksp.getConvergedReason() < 0:
-                raise InnerSolveFailed("TransportSweepPC: a reduced solve failed (KSP "
-                                       f"reason {ksp.getConvergedReason()})")
-            self.reduced_iterations += ksp.getIterationNumber()
+            self.reduced_iterations += self.check_inner_solve(
+                ksp, "TransportSweepPC: a reduced solve")
             self.M.mult(s, a[k])
         self._backward(a, out)
         for o in out:
@@ -468,6 +474,5 @@ class TransportSchurPC(KKTPreconditioner):
                                (y, self.is_phi, y_phi), (x, self.is_z, r_z),
                                (x, self.is_u, r_u), (x, self.is_phi, r_phi)):
             vec.restoreSubVector(iset, sub)
-        if self.ksp.getConvergedReason() < 0:
-            raise InnerSolveFailed("TransportSchurPC: the Schur complement solve failed "
-                                   f"(KSP reason {self.ksp.getConvergedReason()})")
+        # checked once the sub-vectors are restored
+        self.check_inner_solve(self.ksp, "TransportSchurPC: the Schur complement solve")
