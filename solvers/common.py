@@ -239,15 +239,26 @@ MUMPS_WORKSPACE_RETRIES = 3
 MUMPS_MAX_WORKSPACE = 10000
 
 
-def _mumps_out_of_workspace(snes):
-    """The MUMPS factor matrix of ``snes``'s linear solver if its last factorisation
-    failed for lack of workspace, else ``None``."""
-    pc = snes.getKSP().getPC()
-    if pc.getType() != "lu" or pc.getFactorSolverType() != "mumps":
-        return None
-    if pc.getFailedReason() != PETSc.PC.FailedReason.FACTOR_OUTMEMORY:
-        return None
-    return pc.getFactorMatrix()
+def _enlarge_mumps_workspace(solver, what: str, its: int) -> bool:
+    """If ``solver``'s last MUMPS factorisation ran out of workspace and the allowance
+    ``ICNTL(14)`` is below :data:`MUMPS_MAX_WORKSPACE`, raise it fourfold (logged) and
+    return True: the next solve refactorises from the analysis."""
+    pc = solver.snes.getKSP().getPC()
+    if (pc.getType() != "lu" or pc.getFactorSolverType() != "mumps"
+            or pc.getFailedReason() != PETSc.PC.FailedReason.FACTOR_OUTMEMORY):
+        return False
+    old = pc.getFactorMatrix().getMumpsIcntl(14)
+    if not 0 <= old < MUMPS_MAX_WORKSPACE:
+        return False
+    # MUMPS keeps its failed state (PETSc skips a refactorisation after it), so the
+    # factorisation is rebuilt from the analysis with the new allowance.
+    new = min(4 * max(old, 25), MUMPS_MAX_WORKSPACE)
+    solver.parameters["mat_mumps_icntl_14"] = new
+    pc.reset()
+    logger.warning("%s: MUMPS ran out of workspace (delayed pivots) at Newton iteration "
+                   "%d; workspace allowance ICNTL(14) %d%% -> %d%%, continuing from that "
+                   "iterate", what, its, old, new)
+    return True
 
 
 def solve_or_raise(solver, what: str, history: list | None = None):
@@ -295,22 +306,10 @@ def solve_or_raise(solver, what: str, history: list | None = None):
                 reason = snes.getConvergedReason()
                 its += snes.getIterationNumber()
                 lits += snes.getLinearSolveIterations()
-                factor = (_mumps_out_of_workspace(snes)
-                          if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE
-                          else None)
-                old = factor.getMumpsIcntl(14) if factor is not None else 0
-                if (factor is not None and retries < MUMPS_WORKSPACE_RETRIES
-                        and 0 <= old < MUMPS_MAX_WORKSPACE):
-                    # MUMPS keeps its failed state (PETSc skips a refactorisation
-                    # after it), so the factorisation is rebuilt from the analysis.
-                    new = min(4 * max(old, 25), MUMPS_MAX_WORKSPACE)
-                    solver.parameters["mat_mumps_icntl_14"] = new
-                    snes.getKSP().getPC().reset()
+                if (reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE
+                        and retries < MUMPS_WORKSPACE_RETRIES
+                        and _enlarge_mumps_workspace(solver, what, its)):
                     retries += 1
-                    logger.warning("%s: MUMPS ran out of workspace (delayed pivots) at "
-                                   "Newton iteration %d; workspace allowance ICNTL(14) "
-                                   "%d%% -> %d%%, continuing from that iterate", what,
-                                   its, old, new)
                     continue
                 lines = "\n".join(f"    {it:3d} SNES residual {r:.6e}" for it, r in hist)
                 raise SolverDivergedError(
