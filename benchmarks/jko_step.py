@@ -35,8 +35,7 @@ from firedrake.petsc import PETSc
 from jkoflow.meshes import interval, rectangle
 from jkoflow.solvers import JKOScheme, JKOStep, SolverDivergedError, kl, preset
 
-TAIL_POTENTIALS = {"double well": lambda x: (x ** 2 - 1) ** 2 / 4,
-                   "quartic": lambda x: x ** 4 / 4}
+from steep_tails import POTENTIALS as TAIL_POTENTIALS, tail_scheme  # benchmarks/
 
 
 def iterations_1d(n, eta, steps=4, N=4):
@@ -72,13 +71,9 @@ def timing_2d(n, N=4, solver_parameters=None, variable=None):
 def steep_tails(name, linesearch, max_log_step, rtol, steps=5):
     """Newton iterations and CPU seconds per step of the issue-12 steep-tail case
     (``"failed"`` ends the list if a step raised)."""
-    geom = interval(180, -4.0, 5.0)
-    x = geom.x[0]
-    V = FunctionSpace(geom.mesh, "CG", 2)
-    l0 = Function(V).interpolate(-(x - 0.5) ** 2 / 0.5 - 0.5 * ufl.ln(2 * ufl.pi * 0.25))
-    scheme = JKOScheme(kl(geom, TAIL_POTENTIALS[name](x)), None, 0.1, 8, log_rho0=l0,
-                       degree=2, solver_parameters_extra={"snes_linesearch_type": linesearch,
-                                                          "snes_rtol": rtol})
+    scheme = tail_scheme(interval(180, -4.0, 5.0), name, 0.1,
+                         solver_parameters_extra={"snes_linesearch_type": linesearch,
+                                                  "snes_rtol": rtol})
     scheme.jko.max_log_step = max_log_step
     its, secs = [], []
     for _ in range(steps):

@@ -43,20 +43,24 @@ POTENTIALS = {"double well": lambda x: (x ** 2 - 1) ** 2 / 4, "quartic": lambda 
 STEPS = 5
 
 
-def run(geom, name: str, eta: float, variable: str) -> dict:
-    """Five JKO steps of one case; iteration counts, CPU time, the last iterate."""
+def tail_scheme(geom, name: str, eta: float, variable: str = "log", **kwargs) -> JKOScheme:
+    """The JKO scheme of one steep-tails case on ``geom`` (P2, N = 8, from
+    N(0.5, 0.25)); ``kwargs`` go to :class:`~jkoflow.solvers.JKOScheme`."""
     x = geom.x[0]
     V = FunctionSpace(geom.mesh, "CG", 2)
     l0 = Function(V).interpolate(-(x - 0.5) ** 2 / (2 * 0.25)
                                  - 0.5 * ufl.ln(2 * ufl.pi * 0.25))
     energy = kl(geom, POTENTIALS[name](x))
-    c0 = time.process_time()
     if variable == "log":
-        scheme = JKOScheme(energy, None, eta, 8, log_rho0=l0, degree=2,
-                           options_prefix="tails_log_")
-    else:
-        scheme = JKOScheme(energy, Function(V).interpolate(ufl.exp(l0)), eta, 8, degree=2,
-                           variable="density", options_prefix="tails_density_")
+        return JKOScheme(energy, None, eta, 8, log_rho0=l0, degree=2, **kwargs)
+    return JKOScheme(energy, Function(V).interpolate(ufl.exp(l0)), eta, 8, degree=2,
+                     variable=variable, **kwargs)
+
+
+def run(geom, name: str, eta: float, variable: str) -> dict:
+    """Five JKO steps of one case; iteration counts, CPU time, the last iterate."""
+    c0 = time.process_time()
+    scheme = tail_scheme(geom, name, eta, variable, options_prefix=f"tails_{variable}_")
     try:
         scheme.run(STEPS)
         failed = None
