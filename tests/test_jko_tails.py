@@ -30,7 +30,7 @@ Run time about 50 s (one core), mostly kernel compilation and the five-step runs
 import numpy as np
 import pytest
 import ufl
-from firedrake import Function, FunctionSpace
+from firedrake import Function, FunctionSpace, assemble
 
 from jkoflow.meshes import interval
 from jkoflow.solvers import JKOScheme, JKOStep, SolverDivergedError, kl
@@ -91,7 +91,6 @@ def test_steep_tails_warm_steps_within_20_newton_iterations(tail_run):
 def gaussian_log_density_with_minimum(V, x, lmin):
     """A normalised Gaussian log-density on [-4, 5] centred at 0.5 whose minimum is
     about ``lmin`` (at x = -4 and 5)."""
-    from firedrake import assemble
     l = Function(V).interpolate(lmin * ((x - 0.5) / 4.5) ** 2)
     shift = float(np.log(assemble(ufl.exp(l) * ufl.dx(domain=V.mesh()))))
     return l.assign(l - shift)
@@ -133,7 +132,6 @@ def test_failed_steep_step_points_to_density_unknowns():
 def test_steep_tails_with_density_unknowns(tail_run):
     """The issue's cases with the interior point: bounded Newton counts, and the same
     iterates as the log-density unknowns (up to the barrier floor in the tails)."""
-    from firedrake import assemble
     potential, log_run = tail_run
     scheme = issue_case(potential, variable="density", geom=log_run.geometry)
     scheme.run(STEPS)
@@ -154,7 +152,6 @@ def test_steep_tails_with_density_unknowns(tail_run):
 def check_step_from_log_density_minimum_700_with_density_unknowns():
     """min log rho = -700 (densities 3e-304), density unknowns: the exact Gaussian
     JKO step for V = x^2/2."""
-    from firedrake import assemble
     lmin, eta = -700.0, 0.01
     geom = interval(180, -4.0, 5.0)
     x = geom.x[0]
