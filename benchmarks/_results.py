@@ -1,15 +1,41 @@
-"""Where the benchmarks write their tables: ``benchmarks/results/<stem>.md``."""
+"""Where the benchmarks write their tables: ``benchmarks/results/<stem>.md``.
+
+A results file may end in hand-written notes (how the run was made, how to read it),
+below the line :data:`NOTES`.  Rerunning the benchmark rewrites the tables above that
+line and keeps the notes, under a warning that they were written about an earlier run.
+"""
 import os
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
+#: The line above a results file's hand-written notes.
+NOTES = "<!-- notes: written by hand about a run; kept when the benchmark is rerun -->"
+#: The warning put over kept notes once the tables above them were rewritten.
+STALE = ("*The tables above were regenerated after these notes were written: check the "
+         "figures quoted below against them.*")
+
+
+def kept_notes(path: str) -> list:
+    """The notes of an existing results file (from :data:`NOTES` on), or ``[]``."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    if NOTES not in lines:
+        return []
+    notes = lines[lines.index(NOTES):]
+    if STALE not in notes:
+        notes.insert(1, STALE)
+    return notes
+
 
 def write_table(stem: str, lines: list, quick: bool = False) -> str:
-    """Write ``lines`` to ``results/<stem>.md`` (``<stem>_quick.md`` for a quick sweep);
-    returns the path without the extension (for a figure next to it).  Call on one
-    rank only."""
+    """Write ``lines`` to ``results/<stem>.md`` (``<stem>_quick.md`` for a quick sweep),
+    keeping the file's hand-written notes (see the module notes); returns the path
+    without the extension (for a figure next to it).  Call on one rank only."""
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, stem + ("_quick" if quick else ""))
+    notes = kept_notes(path + ".md")
     with open(path + ".md", "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write("\n".join(list(lines) + ([""] + notes if notes else [])) + "\n")
     return path
