@@ -72,6 +72,8 @@ Jacobian; :meth:`~jkoflow.solvers.BenamouBrenier.check_preconditioner` says so.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from firedrake import TestFunction, TrialFunction, assemble
 from firedrake.petsc import PETSc
@@ -109,11 +111,14 @@ class KKTPreconditioner(PCBase):
         self.transport, self.N, self.comm = transport, transport.N, pc.comm
         self.prefix = pc.getOptionsPrefix() or ""
         self.applications = 0
-        self.setup(pc, P)
+        self.defaults: dict[str, str] = {}
+        with self.inserted_defaults():
+            self.setup(pc, P)
 
     def update(self, pc):
         _, P = pc.getOperators()
-        self.assemble_blocks(P)
+        with self.inserted_defaults():
+            self.assemble_blocks(P)
 
     # ---------------------------------------------------------------- hooks
     def setup(self, pc, P):
@@ -130,11 +135,42 @@ class KKTPreconditioner(PCBase):
         return PETSc.IS().createGeneral(idx, comm=self.comm)
 
     def set_defaults(self, prefix: str, defaults: dict):
-        """Options under ``<outer prefix><prefix>`` unless the user set them."""
-        opts = PETSc.Options(self.prefix + prefix)
+        """Default options of the inner solvers under ``<outer prefix><prefix>``, in
+        PETSc's options database now and whenever this PC works (see
+        :meth:`inserted_defaults`)."""
+        opts = PETSc.Options()
         for key, value in defaults.items():
-            if not opts.hasName(key):
-                opts.setValue(key, value)
+            name = f"{self.prefix}{prefix}{key}"
+            self.defaults[name] = str(value)
+            if not opts.hasName(name):
+                opts.setValue(name, value)
+                self._inserted.append(name)
+
+    @contextmanager
+    def inserted_defaults(self):
+        """Put the recorded defaults into PETSc's options database for the duration of
+        the block, each only if no one set it (the command line or the solver
+        parameters, which Firedrake inserts around the solve), and take them out
+        again afterwards.
+
+        The inner solvers read their options in ``setFromOptions`` and, for
+        multigrid levels, at their first set-up inside a solve; outside this PC's
+        work the defaults must not stay in the database: Firedrake does not override
+        options it finds there, so a later solver with the same prefix could not set
+        them through its solver parameters.
+        """
+        self._inserted: list[str] = []
+        opts = PETSc.Options()
+        for name, value in self.defaults.items():
+            if not opts.hasName(name):
+                opts.setValue(name, value)
+                self._inserted.append(name)
+        try:
+            yield
+        finally:
+            for name in self._inserted:
+                opts.delValue(name)
+            self._inserted = []
 
     def krylov(self, prefix: str) -> PETSc.KSP:
         """An inner KSP with options prefix ``<outer prefix><prefix>``."""
@@ -182,7 +218,8 @@ class KKTPreconditioner(PCBase):
         ``DIVERGED_LINEAR_SOLVE``: a :class:`~jkoflow.solvers.SolverDivergedError`
         with the history, not a crash inside PETSc."""
         try:
-            self.apply_blocks(pc, x, y)
+            with self.inserted_defaults():
+                self.apply_blocks(pc, x, y)
         except InnerSolveFailed as err:
             logger.warning("%s; the outer Krylov solve stops (DIVERGED_PC_FAILED)", err)
             y.set(np.inf)

@@ -372,17 +372,24 @@ def test_failed_inner_solve_is_a_solver_error(solver, option):
     """An inner Krylov solve of the KKT preconditioner that does not converge (here
     forced by one iteration at most) fails the outer solve cleanly: the PC is marked
     failed, Newton stops with DIVERGED_LINEAR_SOLVE, and the step raises
-    SolverDivergedError (after continuation also failed), not a PETSc error."""
+    SolverDivergedError (after continuation also failed), not a PETSc error.
+
+    The option reaches the inner solver although an earlier solver with the same
+    prefix ran with the preconditioner's own default (``schur_ksp_max_it 2000``):
+    those defaults are in PETSc's options database only while the preconditioner
+    works, and Firedrake does not override options it finds there."""
     geom = rectangle(6, 6, -3.0, 3.0, -3.0, 3.0)
     x, y = geom.x
     V = FunctionSpace(geom.mesh, "CG", 1)
     rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5) + 1e-3)
-    # Its own options prefix: the preconditioners' inner defaults stay in PETSc's global
-    # options database (e.g. jko_schur_ksp_max_it 2000 from an earlier solver), and
-    # Firedrake does not override options already there.
-    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 2, variable="density",
-                   solver_parameters=solver, solver_parameters_extra={option: 1},
-                   options_prefix=f"inner_fail_{solver.replace('-', '_')}_")
+    energy = kl(geom, (x ** 2 + y ** 2) / 2)
+    inner = option.split("_")[0]
+    first = JKOStep(energy, 0.05, 2, variable="density", solver_parameters=solver)
+    first.solve(rho0)
+    left = [k for k in PETSc.Options().getAll() if k.startswith(f"jko_{inner}_")]
+    assert left == [], f"inner defaults left in the options database: {left}"
+    step = JKOStep(energy, 0.05, 2, variable="density", solver_parameters=solver,
+                   solver_parameters_extra={option: 1})
     with pytest.raises(SolverDivergedError, match="DIVERGED_LINEAR_SOLVE"):
         step.solve(rho0)
 
