@@ -55,6 +55,9 @@ shared), and differ in the Schur complement :math:`S = C - B\Lambda^{-1}B^\top`:
   (public :attr:`~jkoflow.solvers.BenamouBrenier.barrier_target` and
   ``barrier_weight``): a dual far below the central path would otherwise make
   :math:`\Lambda^{-1}` huge and amplify the preconditioner's inexactness.
+  A sweep block whose Krylov solve fails is solved by its LU for the rest of that
+  Newton step, logged (options ``sweep_fallback_``; far from the solution a block can
+  be strongly indefinite, see :meth:`TransportSweepPC._solve`).
   Free end, :math:`P_1` only.
 * :class:`TransportSchurPC` (preset ``"schur-amg"``) assembles :math:`-S`, a
   space--time elliptic operator, ordered node by node with block size :math:`N`, and
@@ -116,6 +119,10 @@ class KKTPreconditioner(PCBase):
             self.setup(pc, P)
 
     def update(self, pc):
+        # A failed reason stays on the PC until cleared, and KSPSetUp stops the next
+        # solve at once (DIVERGED_PC_FAILED) if it finds one: clear it for the new
+        # Jacobian (the continuation after a failure, the next step), as in apply.
+        pc.setFailedReason(PETSc.PC.FailedReason.NOERROR)
         _, P = pc.getOperators()
         with self.inserted_defaults():
             self.assemble_blocks(P)
@@ -217,6 +224,7 @@ class KKTPreconditioner(PCBase):
         outer Krylov solve stops with ``DIVERGED_PC_FAILED`` and Newton with
         ``DIVERGED_LINEAR_SOLVE``: a :class:`~jkoflow.solvers.SolverDivergedError`
         with the history, not a crash inside PETSc."""
+        pc.setFailedReason(PETSc.PC.FailedReason.NOERROR)
         try:
             with self.inserted_defaults():
                 self.apply_blocks(pc, x, y)
@@ -253,7 +261,9 @@ class TransportSweepPC(KKTPreconditioner):
     r"""Block LDU with the transport-sweep Schur complement (module docstring).
 
     Counters: :attr:`applications`, :attr:`sweep_iterations`,
-    :attr:`reduced_iterations` and their sum :attr:`inner_iterations`.
+    :attr:`reduced_iterations` and their sum :attr:`inner_iterations`;
+    :attr:`block_fallbacks`: sweep blocks solved by their LU because their Krylov
+    solve failed (see :meth:`_solve`).
     """
 
     #: Lower bound of the barrier curvature, relative to its central value.
@@ -269,13 +279,17 @@ class TransportSweepPC(KKTPreconditioner):
         u, v = TrialFunction(tr.V), TestFunction(tr.V)
         self.M = assemble(u * v * tr.dx, mat_type="aij").petscmat
         self.set_defaults("sweep_", {"ksp_type": "gmres", "ksp_rtol": 1e-8,
-                                     "ksp_atol": 0.0, "pc_type": "bjacobi"})
+                                     "ksp_atol": 0.0, "ksp_max_it": 300,
+                                     "pc_type": "bjacobi"})
         self.set_defaults("reduced_", {"ksp_type": "cg", "ksp_rtol": 1e-4,
                                        "pc_type": "gamg"})
+        self.set_defaults("sweep_fallback_", {"ksp_type": "preonly", "pc_type": "lu",
+                                              "pc_factor_mat_solver_type": "mumps"})
         self.ksp_fwd = [self.krylov("sweep_") for _ in range(N)]
         self.ksp_bwd = [self.krylov("sweep_") for _ in range(N)]
         self.ksp_red = [self.krylov("reduced_") for _ in range(N)]
-        self.sweep_iterations = self.reduced_iterations = 0
+        self.ksp_lu: dict[int, PETSc.KSP] = {}
+        self.sweep_iterations = self.reduced_iterations = self.block_fallbacks = 0
         self.assemble_blocks(P)
         for k in self.ksp_fwd + self.ksp_bwd + self.ksp_red:
             k.setFromOptions()
@@ -309,6 +323,10 @@ class TransportSweepPC(KKTPreconditioner):
             self.ksp_fwd[k].setOperators(self.Bd[k])
             self.ksp_bwd[k].setOperators(self.Bdt[k])
             self.ksp_red[k].setOperators(self.X[k])
+        # Blocks whose Krylov solve failed under this Jacobian use their LU.
+        self.factored: set[int] = set()
+        for j, ksp in self.ksp_lu.items():
+            ksp.setOperators(self.block(j))
 
     @property
     def inner_iterations(self) -> int:
@@ -333,10 +351,40 @@ class TransportSweepPC(KKTPreconditioner):
         return out
 
     # ---------------------------------------------------------------- sweeps
-    def _solve(self, ksp, b, x):
-        ksp.solve(b, x)
-        self.sweep_iterations += self.check_inner_solve(
-            ksp, "TransportSweepPC: a transport-sweep block solve")
+    def block(self, j: int) -> PETSc.Mat:
+        """Block ``j`` of the sweeps: :math:`B_{jj}` for ``j < N`` (forward),
+        :math:`B_{j-N,j-N}^\top` otherwise (backward)."""
+        return self.Bd[j] if j < self.N else self.Bdt[j - self.N]
+
+    def _solve(self, j, b, x):
+        r"""Solve with block ``j`` (:meth:`block`): GMRES + ILU, or the block's LU
+        (options ``sweep_fallback_``, MUMPS) once the Krylov solve has failed under the
+        current Jacobian.  Far from the solution a block can be strongly indefinite
+        (its symmetric part is :math:`M - 	frac{\Delta s}{4}M_{\Delta\phi}`, negative
+        where the potential compresses strongly), and ILU(0) then breaks down
+        (measured: a cold step on :math:`96^2` cells, GMRES reason -5 with the residual
+        500 times the right-hand side, while the LU solves it to 1e-16); the fallback is
+        logged once per block and Jacobian and counted in :attr:`block_fallbacks`."""
+        if j not in self.factored:
+            ksp = (self.ksp_fwd + self.ksp_bwd)[j]
+            ksp.solve(b, x)
+            reason = ksp.getConvergedReason()
+            self.sweep_iterations += ksp.getIterationNumber()
+            if reason >= 0:
+                return
+            logger.warning("TransportSweepPC: the Krylov solve of %s sweep block %d failed "
+                           "(KSP reason %d, %d iterations); it is solved by its LU "
+                           "(options 'sweep_fallback_') until the next Jacobian",
+                           "forward" if j < self.N else "backward", j % self.N, reason,
+                           ksp.getIterationNumber())
+            self.factored.add(j)
+            self.block_fallbacks += 1
+        if j not in self.ksp_lu:
+            self.ksp_lu[j] = self.krylov("sweep_fallback_")
+            self.ksp_lu[j].setOperators(self.block(j))
+            self.ksp_lu[j].setFromOptions()
+        self.ksp_lu[j].solve(b, x)
+        self.check_inner_solve(self.ksp_lu[j], "TransportSweepPC: the LU of a sweep block")
 
     def _forward(self, r, out):
         r"""Solve :math:`B\,out = r` slice by slice, first to last."""
@@ -347,7 +395,7 @@ class TransportSweepPC(KKTPreconditioner):
             else:
                 self.Bl[k - 1].mult(out[k - 1], t)
                 t.aypx(-1.0, r[k])
-            self._solve(self.ksp_fwd[k], t, out[k])
+            self._solve(k, t, out[k])
 
     def _backward(self, g, out):
         r"""Solve :math:`B^\top out = g` slice by slice, last to first."""
@@ -358,7 +406,7 @@ class TransportSweepPC(KKTPreconditioner):
             else:
                 self.Bl[k].multTranspose(out[k + 1], t)
                 t.aypx(-1.0, g[k])
-            self._solve(self.ksp_bwd[k], t, out[k])
+            self._solve(self.N + k, t, out[k])
 
     def _schur_inverse(self, rhs, out):
         r"""``out`` :math:`= \hat S^{-1}` ``rhs``."""

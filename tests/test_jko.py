@@ -17,7 +17,7 @@ from firedrake.petsc import PETSc
 from conftest import rates
 from jkoflow.meshes import interval, poincare_disk, rectangle, sphere, torus
 from jkoflow.solvers import (BenamouBrenier, JKOScheme, JKOStep, SolverDivergedError, W2Geodesic, entropy, kl,
-                             preset, restart)
+                             logger, preset, restart)
 
 A, ETA, M0, S0 = 1.0, 0.1, 2.0, 0.25       # V = a x^2/2, step, initial mean, variance
 
@@ -302,11 +302,13 @@ def test_parallel_matches_serial():
     assert abs(par[1] - ser[1]) < 1e-9 * max(abs(ser[1]), 1e-3)
 
 
-def schur_step(comm, solver, n=8, N=2, geometry="square"):
+def schur_step(comm, solver, n=8, N=2, geometry="square", extra=None):
     """One KL step with density unknowns, by MUMPS (``"direct"``) or an iterative
-    preset (``"schur"``: FGMRES + TransportSweepPC; ``"schur-amg"``: TransportSchurPC).
+    preset (``"schur"``: FGMRES + TransportSweepPC; ``"schur-amg"``: TransportSchurPC),
+    with the options ``extra`` on top.
 
-    Returns (cost, second moment, Newton iterations, outer Krylov iterations)."""
+    Returns (cost, second moment, Newton iterations, outer Krylov iterations, sweep
+    blocks solved by their LU fallback)."""
     if geometry == "sphere":
         geom = sphere(n, comm=comm)
         x = geom.x
@@ -321,10 +323,13 @@ def schur_step(comm, solver, n=8, N=2, geometry="square"):
         energy, moment = kl(geom, (x ** 2 + y ** 2) / 2), x ** 2 + y ** 2
     params = (preset("direct", snes_linesearch_type="basic") if solver == "direct"
               else preset(solver))
-    step = JKOStep(energy, 0.05, N, variable="density", solver_parameters=params)
+    step = JKOStep(energy, 0.05, N, variable="density", solver_parameters=params,
+                   solver_parameters_extra=extra)
     res = step.solve(rho0)
     second = float(assemble(moment * res.rho * step.dx))
-    return res.cost, second, res.snes_iterations, res.linear_iterations
+    pc = step.solver.snes.getKSP().getPC()
+    fallbacks = pc.getPythonContext().block_fallbacks if solver == "schur" else 0
+    return res.cost, second, res.snes_iterations, res.linear_iterations, fallbacks
 
 
 @pytest.mark.parametrize("solver", ["schur", "schur-amg"])
@@ -366,7 +371,7 @@ def test_sweep_preconditioner_is_mesh_robust():
     assert max(its) <= 30
 
 
-@pytest.mark.parametrize("solver, option", [("schur", "sweep_ksp_max_it"),
+@pytest.mark.parametrize("solver, option", [("schur", "reduced_ksp_max_it"),
                                             ("schur-amg", "schur_ksp_max_it")])
 def test_failed_inner_solve_is_a_solver_error(solver, option):
     """An inner Krylov solve of the KKT preconditioner that does not converge (here
@@ -394,6 +399,49 @@ def test_failed_inner_solve_is_a_solver_error(solver, option):
         step.solve(rho0)
 
 
+def test_failed_sweep_block_falls_back_to_its_lu(caplog):
+    """A sweep block whose Krylov solve fails (here forced by one iteration at most;
+    in practice a strongly indefinite block far from the solution) is solved by its
+    LU, logged and counted: the step converges to the direct answer."""
+    direct = schur_step(COMM_WORLD, "direct", n=6)
+    geom = rectangle(6, 6, -3.0, 3.0, -3.0, 3.0)
+    x, y = geom.x
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5) + 1e-3)
+    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 2, variable="density",
+                   solver_parameters="schur", solver_parameters_extra={"sweep_ksp_max_it": 1})
+    logger.addHandler(caplog.handler)      # the jkoflow logger does not propagate
+    try:
+        res = step.solve(rho0)
+    finally:
+        logger.removeHandler(caplog.handler)
+    pc = step.solver.snes.getKSP().getPC().getPythonContext()
+    assert pc.block_fallbacks >= 2 * step.N      # every block, at least once
+    assert "solved by its LU" in caplog.text
+    assert abs(res.cost - direct[0]) < 1e-7 * direct[0]
+    assert res.snes_iterations <= direct[2] + 2
+
+
+@pytest.mark.parametrize("solver", ["schur", "schur-amg"])
+def test_preconditioner_failure_does_not_stick(solver):
+    """A failed application leaves PETSc's failed reason on the PC; the next
+    application clears it, so that the continuation after a failure, or the next
+    step, is not stopped at once with DIVERGED_PC_FAILED (as happened before: a
+    single failed block solve failed every later solve)."""
+    geom = rectangle(6, 6, -3.0, 3.0, -3.0, 3.0)
+    x, y = geom.x
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5) + 1e-3)
+    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 2, variable="density",
+                   solver_parameters=solver)
+    first = step.solve(rho0)
+    # the state a failed application leaves behind
+    step.solver.snes.getKSP().getPC().setFailedReason(PETSc.PC.FailedReason.SUBPC_ERROR)
+    again = step.solve(rho0)
+    assert again.snes_iterations == first.snes_iterations
+    assert abs(again.cost - first.cost) < 1e-10 * first.cost
+
+
 def test_iterative_schur_solver_rejects_log_unknowns():
     geom = interval(10, 0.0, 1.0)
     with pytest.raises(ValueError, match="density unknowns"):
@@ -408,6 +456,17 @@ def test_sweep_preconditioner_rejects_what_it_cannot_do():
     with pytest.raises(ValueError, match="P1"):
         JKOStep(entropy(geom), 0.1, 2, degree=2, variable="density",
                 solver_parameters=preset("schur"))
+
+
+@pytest.mark.parallel(nprocs=2)
+def test_sweep_block_fallback_parallel():
+    """The LU fallback of failed sweep block solves on 2 ranks (MUMPS on the
+    distributed block) reproduces the serial direct answer."""
+    par = schur_step(COMM_WORLD, "schur", n=12, N=4, extra={"sweep_ksp_max_it": 1})
+    ser = schur_step(COMM_SELF, "direct", n=12, N=4)
+    assert par[4] >= 2 * 4
+    assert abs(par[0] - ser[0]) < 1e-7 * ser[0]
+    assert abs(par[1] - ser[1]) < 1e-7 * ser[1]
 
 
 @pytest.mark.parallel(nprocs=2)
