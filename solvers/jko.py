@@ -355,6 +355,8 @@ class W2Geodesic(BenamouBrenier):
                          solver_parameters=solver_parameters,
                          solver_parameters_extra=solver_parameters_extra,
                          options_prefix=options_prefix, appctx=appctx)
+        #: Whether a geodesic has been computed (its state is the next solve's guess).
+        self.solved = False
 
     def solve(self, rho0: Function | None = None, rho1: Function | None = None, *,
               log_rho0: Function | None = None,
@@ -409,10 +411,15 @@ class W2Geodesic(BenamouBrenier):
                     lin if log else self.interior_start(lin)))
             self.initial_guess(slices=guesses, phi=0.0)
 
-        if not log:
-            trivial_guess()         # the interior point needs a strictly interior start
-        return self.solve_with_continuation(f"W2 geodesic (N = {self.N})", set_tau, 1.0,
-                                            trivial_guess)
+        if not log or not self.solved:
+            # The interior point needs a strictly interior start; log unknowns start
+            # from the interpolation of the ends unless a previous geodesic's state is
+            # there to start from.
+            trivial_guess()
+        result = self.solve_with_continuation(f"W2 geodesic (N = {self.N})", set_tau, 1.0,
+                                              trivial_guess)
+        self.solved = True
+        return result
 
 
 def wasserstein_distance(rho0: Function, rho1: Function, geometry, N: int = 8,
