@@ -41,7 +41,7 @@ from jkoflow.solvers import JKOStep, SolverDivergedError, W2Geodesic, kl, set_lo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _results import write_table  # noqa: E402
+from _results import RESULTS, write_table  # noqa: E402
 
 VARIANTS = ("log", "density", "density, sweep", "corrected (log)", "geodesic (log)")
 
@@ -90,6 +90,20 @@ def measure(n: int, variant: str) -> dict:
             "krylov": res.linear_iterations, "cpu": cpu, "cpu_per_it": cpu / res.snes_iterations}
 
 
+def kept_rows(quick: bool) -> dict:
+    """The rows of the existing results table by variant: ``--variants`` reruns some
+    variants and keeps the others' rows."""
+    path = os.path.join(RESULTS, "variant_growth" + ("_quick" if quick else "") + ".md")
+    rows: dict = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            for line in fh:
+                cells = line.split("|")
+                if len(cells) > 2 and cells[1].strip() in VARIANTS:
+                    rows.setdefault(cells[1].strip(), []).append(line.rstrip("\n"))
+    return rows
+
+
 def main(quick: bool, variants):
     set_log_level("WARNING")
     sizes = (24, 48) if quick else (24, 48, 96, 144)
@@ -101,7 +115,11 @@ def main(quick: bool, variants):
              "previous row of the same variant.", "",
              "| variant | cells per side | unknowns | Newton its | outer Krylov its | "
              "CPU s | CPU s per Newton it | p |", "|---|---|---|---|---|---|---|---|"]
-    for variant in variants:
+    kept = kept_rows(quick)
+    for variant in VARIANTS:
+        if variant not in variants:
+            lines += kept.get(variant, [])
+            continue
         prev = None
         for n in sizes:
             try:
@@ -124,6 +142,8 @@ def main(quick: bool, variants):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two small meshes")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                        help="rerun these variants only; the other rows of the results "
+                             "table are kept")
     args = parser.parse_args()
     main(args.quick, args.variants)
