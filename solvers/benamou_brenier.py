@@ -531,10 +531,11 @@ class BenamouBrenier(SolverStats):
 
     # ------------------------------------------------------ continuation
     def solve_with_continuation(self, what: str, set_parameter, target: float,
-                                trivial_guess) -> TransportResult:
+                                trivial_guess, warm: bool = False) -> TransportResult:
         """Solve at ``set_parameter(target)``, falling back to continuation in the
         parameter (:func:`jkoflow.solvers.continuation.solve_with_continuation`)."""
-        return solve_with_continuation(self, what, set_parameter, target, trivial_guess)
+        return solve_with_continuation(self, what, set_parameter, target, trivial_guess,
+                                       warm=warm)
 
     def solve_levels(self, what: str) -> tuple[int, int, list]:
         """Solve from the current state over the barrier levels (one level for log).

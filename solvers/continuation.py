@@ -2,8 +2,10 @@ r"""Continuation in a parameter: the fallback of a dynamic-transport solve.
 
 A JKO step (parameter: the step size :math:`\eta`) or a :math:`W_2` geodesic
 (parameter: a homotopy of the end density) is first solved directly by Newton's
-method.  If that fails, the parameter scales the transport down to where the problem
-is close to the identity, and is then walked back up to its target:
+method.  If that started from a warm guess (the previous step's solution) and fails,
+it is retried once from the trivial guess.  If Newton still fails, the parameter
+scales the transport down to where the problem is close to the identity, and is then
+walked back up to its target:
 
 * the first solve is at a quarter of the target, from the trivial guess;
 * each later solve starts from the last converged state, *extrapolated* to the new
@@ -11,7 +13,8 @@ is close to the identity, and is then walked back up to its target:
   stay positive), and the increment doubles after a success;
 * a failed increment is halved; below 1/64 of the target the fallback gives up.
 
-Every use is logged as a warning with the path taken (parameter, Newton iterations),
+Every retry and continuation is logged as a warning, continuation with the path taken
+(parameter, Newton iterations),
 and the path is kept in the problem's ``continuation_path``.  The functions act on a
 :class:`~jkoflow.solvers.BenamouBrenier` problem through its public methods only.
 """
@@ -40,7 +43,7 @@ def extrapolate(transport, ratio: float):
 
 
 def solve_with_continuation(transport, what: str, set_parameter, target: float,
-                            trivial_guess):
+                            trivial_guess, warm: bool = False):
     """Solve ``transport`` at ``set_parameter(target)`` from its current state; if
     Newton fails, globalise by continuation in the parameter (module docstring).
 
@@ -56,12 +59,15 @@ def solve_with_continuation(transport, what: str, set_parameter, target: float,
         The parameter's value to reach.
     trivial_guess
         Sets the state to the guess for small parameters.
+    warm
+        Whether the current state is a warm guess; if Newton fails from it, it is
+        retried once from ``trivial_guess()`` at the target before continuation.
 
     Returns
     -------
     TransportResult
-        Of the solve at ``target``; iteration counts include the failed first attempt
-        and every continuation solve.
+        Of the solve at ``target``; iteration counts include the failed attempts and
+        every continuation solve.
 
     Raises
     ------
@@ -70,18 +76,30 @@ def solve_with_continuation(transport, what: str, set_parameter, target: float,
     """
     set_parameter(target)
     saved = transport.w.copy(deepcopy=True)
+    spent = 0   # Newton iterations of failed attempts: they count
     try:
         return transport.run(what)
     except SolverDivergedError as err:
         first_error = err
+        spent += max(len(err.history) - 1, 0)
+    if warm:
+        logger.warning("%s: Newton failed from the warm start (%d iterations, reason %s);"
+                       " retrying from the cold start", what, len(first_error.history),
+                       first_error.reason)
+        trivial_guess()
+        saved = transport.w.copy(deepcopy=True)
+        try:
+            its, lits, lev = transport.solve_levels(f"{what}, cold start")
+            return transport.result(spent + its, lits, lev)
+        except SolverDivergedError as err:
+            spent += max(len(err.history) - 1, 0)
     logger.warning("%s: Newton failed (%d iterations, reason %s); falling back to "
                    "continuation in the parameter from %.4g", what,
                    len(first_error.history), first_error.reason, target / 4)
     transport.w.assign(saved)
     reached, good, previous = 0.0, None, 0.0
     trial = target / 4
-    # the failed first attempt counts: its iterations were spent
-    snes_total, ksp_total, levels, path = max(len(first_error.history) - 1, 0), 0, [], []
+    snes_total, ksp_total, levels, path = spent, 0, [], []
     while reached < target:
         set_parameter(trial)
         if good is None:

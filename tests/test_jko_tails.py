@@ -18,7 +18,9 @@ a hundred.
 The same cases with density unknowns (``variable="density"``, the interior point):
 the barrier floors the tails near 1e-8 instead of following them down to e^-150, so
 no Newton iteration has to walk a log-density through a hundred units.  Checked: both
-converge in at most 25 Newton iterations per step (measured 20-24), agree with the
+converge in at most 25 Newton iterations on the cold first step (measured 23-24) and
+at most 20 on the warm ones (measured 17; warm start from the previous increment), and
+a warm start that fails (a twentyfold larger step) is retried cold; they agree with the
 log-unknown iterates in L1 to 1e-3 (measured 1e-4), conserve mass and decrease the
 energy; and a step from the log-density whose minimum is -700 (densities 3e-304) is
 accepted and matches the exact JKO step of a Gaussian (V = x^2/2: the step maps
@@ -33,7 +35,7 @@ import ufl
 from firedrake import Function, FunctionSpace, assemble
 
 from jkoflow.meshes import interval
-from jkoflow.solvers import JKOScheme, JKOStep, SolverDivergedError, kl
+from jkoflow.solvers import JKOScheme, JKOStep, SolverDivergedError, kl, logger
 from jkoflow.solvers.common import global_min
 
 STEPS = 5
@@ -142,7 +144,9 @@ def test_steep_tails_with_density_unknowns(tail_run):
     assert np.all(np.diff(energies) < 0), energies
     assert scheme.rho.dat.data_ro.min() > 0
     its = [h["snes_iterations"] for h in hist[1:]]
-    assert max(its) <= 25, its
+    # The issue's target: at most 20 per warm step (warm start from the previous
+    # increment: measured 17; the cold first step 23-24).
+    assert its[0] <= 25 and max(its[1:]) <= 20, its
     l1 = assemble(abs(scheme.rho_expr - log_run.rho_expr) * ufl.dx(degree=8))
     assert l1 < 1e-3, l1
     # the energies agree to the same order (the two use different slice means)
@@ -188,3 +192,52 @@ def test_step_from_log_density_minimum_700_with_density_unknowns():
 def test_step_from_log_density_minimum_700_with_density_unknowns_parallel():
     """The same on two ranks: the MUMPS workspace repair is collective."""
     check_step_from_log_density_minimum_700_with_density_unknowns()
+
+
+def quartic_step_90(eta=0.05):
+    """A density-unknown step of the quartic case on 90 cells, and its rho_0."""
+    geom = interval(90, -4.0, 5.0)
+    x = geom.x[0]
+    V = FunctionSpace(geom.mesh, "CG", 2)
+    rho0 = Function(V).interpolate(ufl.exp(-(x - 0.5) ** 2 / (2 * 0.25)
+                                           - 0.5 * ufl.ln(2 * ufl.pi * 0.25)))
+    energy = kl(geom, POTENTIALS["quartic"](x))
+    return JKOStep(energy, eta, 8, degree=2, variable="density"), energy, rho0
+
+
+def test_warm_start_only_for_chained_steps():
+    """Density unknowns start warm (from the previous increment) only when rho_k is
+    the previous step's result: the same data solved twice start cold twice (same
+    count, same answer), the chained step starts warm (fewer iterations)."""
+    jko, _, rho0 = quartic_step_90(0.1)
+    first = jko.solve(rho0)
+    rho1 = first.rho.copy(deepcopy=True)
+    again = jko.solve(rho0)
+    assert again.snes_iterations == first.snes_iterations
+    assert assemble(abs(again.rho - rho1) * ufl.dx) < 1e-12
+    chained = jko.solve(again.rho)
+    cold = jko.solve(again.rho, warm_start=False)
+    assert chained.snes_iterations < cold.snes_iterations, \
+        (chained.snes_iterations, cold.snes_iterations)
+    assert assemble(abs(chained.rho - cold.rho) * ufl.dx) < 1e-6
+
+
+def test_failed_warm_start_is_retried_cold(caplog):
+    """A step twenty times larger than the previous one: the slices predicted from the
+    previous increment are too far off and Newton fails from them (100 iterations);
+    the step is retried from the cold start, said in a warning, and gives the cold
+    step's answer."""
+    jko, energy, rho0 = quartic_step_90()
+    rho1 = jko.solve(rho0).rho
+    logger.addHandler(caplog.handler)      # the jkoflow logger does not propagate
+    try:
+        res = jko.solve(rho1, eta=1.0)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "failed from the warm start" in caplog.text and "retrying from the cold" \
+        in caplog.text, caplog.text
+    assert jko.continuation_path == [] and res.snes_iterations > 100, res.snes_iterations
+    cold = JKOStep(energy, 1.0, 8, degree=2, variable="density").solve(rho1)
+    assert cold.snes_iterations <= 30
+    assert assemble(abs(res.rho - cold.rho) * ufl.dx) < 1e-6
+    assert abs(res.mass - cold.mass) < 1e-12 and res.rho.dat.data_ro.min() > 0
