@@ -29,12 +29,17 @@ def kept_notes(path: str) -> list:
     return notes
 
 
+def results_path(stem: str, quick: bool = False) -> str:
+    """``results/<stem>`` (``<stem>_quick`` for a quick sweep), without the extension."""
+    return os.path.join(RESULTS, stem + ("_quick" if quick else ""))
+
+
 def write_table(stem: str, lines: list, quick: bool = False) -> str:
-    """Write ``lines`` to ``results/<stem>.md`` (``<stem>_quick.md`` for a quick sweep),
-    keeping the file's hand-written notes (see the module notes); returns the path
-    without the extension (for a figure next to it).  Call on one rank only."""
+    """Write ``lines`` to :func:`results_path` ``.md``, keeping the file's hand-written
+    notes (see the module notes); returns the path without the extension (for a
+    figure next to it).  Call on one rank only."""
     os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, stem + ("_quick" if quick else ""))
+    path = results_path(stem, quick)
     notes = kept_notes(path + ".md")
     with open(path + ".md", "w") as fh:
         fh.write("\n".join(list(lines) + ([""] + notes if notes else [])) + "\n")

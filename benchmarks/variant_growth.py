@@ -41,7 +41,7 @@ from jkoflow.solvers import JKOStep, SolverDivergedError, W2Geodesic, kl, set_lo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _results import RESULTS, write_table  # noqa: E402
+from _results import results_path, write_table  # noqa: E402
 
 VARIANTS = ("log", "density", "density, sweep", "corrected (log)", "geodesic (log)")
 
@@ -93,7 +93,7 @@ def measure(n: int, variant: str) -> dict:
 def kept_rows(quick: bool) -> dict:
     """The rows of the existing results table by variant: ``--variants`` reruns some
     variants and keeps the others' rows."""
-    path = os.path.join(RESULTS, "variant_growth" + ("_quick" if quick else "") + ".md")
+    path = results_path("variant_growth", quick) + ".md"
     rows: dict = {}
     if os.path.exists(path):
         with open(path) as fh:
