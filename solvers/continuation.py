@@ -75,7 +75,6 @@ def solve_with_continuation(transport, what: str, set_parameter, target: float,
         With the path taken and the first and last failures' histories.
     """
     set_parameter(target)
-    saved = transport.w.copy(deepcopy=True)
     spent = 0   # Newton iterations of failed attempts: they count
     try:
         return transport.run(what)
@@ -87,7 +86,6 @@ def solve_with_continuation(transport, what: str, set_parameter, target: float,
                        " retrying from the cold start", what, len(first_error.history),
                        first_error.reason)
         trivial_guess()
-        saved = transport.w.copy(deepcopy=True)
         try:
             its, lits, lev = transport.solve_levels(f"{what}, cold start")
             return transport.result(spent + its, lits, lev)
@@ -96,7 +94,8 @@ def solve_with_continuation(transport, what: str, set_parameter, target: float,
     logger.warning("%s: Newton failed (%d iterations, reason %s); falling back to "
                    "continuation in the parameter from %.4g", what,
                    len(first_error.history), first_error.reason, target / 4)
-    transport.w.assign(saved)
+    # No state to restore: the first stage starts from trivial_guess(), which sets
+    # every slice and potential (the interior point resets its duals itself).
     reached, good, previous = 0.0, None, 0.0
     trial = target / 4
     snes_total, ksp_total, levels, path = spent, 0, [], []
