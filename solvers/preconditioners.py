@@ -28,28 +28,42 @@ shared), and differ in the Schur complement :math:`S = C - B\Lambda^{-1}B^\top`:
 
 * :class:`TransportSweepPC` (preset ``"sweep"``, alias ``"schur"``; the recommended
   one) never assembles :math:`S`.  From :math:`-S = B(\Lambda^{-1} +
-  B^{-1}(-C)B^{-\top})B^\top` and :math:`B \approx D_t\otimes M` (:math:`D_t` the
-  lower bidiagonal time difference, whose inverse sums the slices up to :math:`i`),
-  the middle operator's diagonal blocks are :math:`\Lambda_i^{-1} +
-  M^{-1}Y_iM^{-1}`, :math:`Y_i = \Delta s\sum_{j\le i}K_j`; keeping them,
+  B^{-1}(-C)B^{-\top})B^\top`, the middle operator's diagonal block :math:`i` is
+  :math:`\Lambda_i^{-1} + B_{ii}^{-1}W_iB_{ii}^{-\top}` with :math:`W_1 = -C_{11}`,
+  :math:`W_i = -C_{ii} + T_iW_{i-1}T_i^\top`, :math:`T_i = B_{i,i-1}B_{i-1,i-1}^{-1}`.
+  With the transfers :math:`T_i \approx -I` (:math:`B_{i,i-1} \approx -M \approx
+  -B_{i-1,i-1}`), :math:`W_i \approx Y_i = \Delta s\sum_{j\le i}K_j`; keeping the
+  diagonal blocks,
 
   .. math::
 
-      \hat S^{-1} = -B^{-\top}\,\mathrm{diag}\big(M\hat X_1^{-1}M, \dots,
-          M\hat X_N^{-1}M\big)\,B^{-1},\qquad \hat X_i = Y_i + M\Lambda_i^{-1}M,
+      \hat S^{-1} = -B^{-\top}\,\mathrm{diag}\big(B_{11}^\top\hat X_1^{-1}B_{11},
+          \dots, B_{NN}^\top\hat X_N^{-1}B_{NN}\big)\,B^{-1},\qquad
+          \hat X_i = Y_i + B_{ii}\Lambda_i^{-1}B_{ii}^\top,
 
   two sweeps (:math:`2N` block solves, GMRES + ILU, options ``sweep_``) and
-  :math:`N` solves with the :math:`\hat X_i`, operators of implicit Euler steps (CG +
-  GAMG, options ``reduced_``).  :math:`\hat X_i \to M\Lambda_i^{-1}M` where the
-  barrier is weak (late in the barrier path), so the approximation is exact in
-  :math:`\Lambda`; where :math:`C` dominates (large barrier, low densities) it
-  keeps its diagonal blocks.  With the *consistent* mass matrix in :math:`M\hat
-  X^{-1}M` the preconditioned spectrum stays bounded; with the lumped one
-  eigenvalues reach 20.  Measured (KL step, Gaussian on :math:`[-3,3]^2`, four
-  slices, interior point with uniform barrier weight): 24, 29 and 43 outer FGMRES
-  iterations per Newton step on 8x8, 12x12 and 32x32 cells, 30 on the sphere; the
-  growth sits in the first, large-barrier Newton steps (49--63 there, 21--23 at the
-  end), where the dropped time couplings of :math:`Y` matter (issue 15).
+  :math:`N` solves with the :math:`\hat X_i`, symmetric positive definite operators
+  of implicit-Euler type (CG + GAMG, options ``reduced_``).  The approximation is
+  exact in :math:`\Lambda` (where the barrier is weak) and, for the first slice, in
+  :math:`C`.  An earlier form used :math:`B_{ii} \approx M` as well,
+  :math:`\hat X_i = Y_i + M\Lambda_i^{-1}M` between :math:`M`'s: it degrades where
+  transport is strong against the mass matrix (:math:`\Delta s|\nabla\phi|/h`, which
+  grows with refinement) and breaks down where a block is nearly singular (strong
+  compression far from the solution): the cold step of
+  ``benchmarks/variant_growth.py`` on :math:`96^2` cells needed 192 outer iterations
+  at its fifth Newton iterate with *exact* inner solves, against 51 now (8 with the
+  exact Schur complement); 64 against 39 at the same iterate on :math:`24^2`.
+  Measured (that step, KL to :math:`N(0,I)` on :math:`[-3,3]^2`, four slices, cold,
+  preset ``"sweep"``, outer relative tolerance :math:`10^{-6}`): 20 Newton
+  iterations on :math:`24^2` and :math:`96^2` cells as with MUMPS, 31 and 36 outer
+  FGMRES iterations per Newton step, with peaks of 65--134 at a barrier decrease or
+  an indefinite block (issue 15).  Block solves measure the *true* residual (right
+  preconditioning): with left preconditioning, ILU(0) of an indefinite block
+  reached the tolerance in the preconditioned norm with a true residual near the
+  right-hand side, and the outer FGMRES stagnated at :math:`10^{-3}`.  The
+  reduced solves' multigrid smooths with SOR: with the default Jacobi the
+  Chebyshev smoother made CG report an indefinite preconditioner (:math:`96^2`,
+  eleventh iterate).
   Safeguard: :math:`\Lambda` is bounded below by :attr:`TransportSweepPC.kappa`
   :math:`^{-1}` times its central-path value :math:`\mu\,\Delta s\,w\,m/\rho^2`
   (public :attr:`~jkoflow.solvers.BenamouBrenier.barrier_target` and
@@ -78,7 +92,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import numpy as np
-from firedrake import TestFunction, TrialFunction, assemble
 from firedrake.petsc import PETSc
 from firedrake.preconditioners.base import PCBase
 
@@ -275,14 +288,19 @@ class TransportSweepPC(KKTPreconditioner):
         self.is_rho = [self.index_set(slice(r0 + k, r0 + k + 1)) for k in range(N)]
         self.is_phi = [self.index_set(slice(p0 + k, p0 + k + 1)) for k in range(N)]
         self.is_z = [self.index_set(slice(z0 + k, z0 + k + 1)) for k in range(N)]
-        # The consistent mass matrix of the continuity equation's time difference.
-        u, v = TrialFunction(tr.V), TestFunction(tr.V)
-        self.M = assemble(u * v * tr.dx, mat_type="aij").petscmat
+        # Right preconditioning: the tolerance bounds the true residual of a block
+        # solve.  With the default left preconditioning ILU(0) of a strongly
+        # indefinite block (far from the solution) reached the preconditioned
+        # tolerance with a true residual near the right-hand side, and the outer
+        # FGMRES stagnated at 1e-3 (cold step, 96^2 cells); now such a solve fails
+        # and the block is solved by its LU (see _solve).
         self.set_defaults("sweep_", {"ksp_type": "gmres", "ksp_rtol": 1e-8,
-                                     "ksp_atol": 0.0, "ksp_max_it": 300,
+                                     "ksp_atol": 0.0, "ksp_max_it": 100,
+                                     "ksp_pc_side": "right",
+                                     "ksp_norm_type": "unpreconditioned",
                                      "pc_type": "bjacobi"})
         self.set_defaults("reduced_", {"ksp_type": "cg", "ksp_rtol": 1e-4,
-                                       "pc_type": "gamg"})
+                                       "pc_type": "gamg", "mg_levels_pc_type": "sor"})
         self.set_defaults("sweep_fallback_", {"ksp_type": "preonly", "pc_type": "lu",
                                               "pc_factor_mat_solver_type": "mumps"})
         self.ksp_fwd = [self.krylov("sweep_") for _ in range(N)]
@@ -293,7 +311,7 @@ class TransportSweepPC(KKTPreconditioner):
         self.assemble_blocks(P)
         for k in self.ksp_fwd + self.ksp_bwd + self.ksp_red:
             k.setFromOptions()
-        self.work = [self.M.createVecs()[1] for _ in range(4 * N + 3)]
+        self.work = [self.Bd[0].createVecs()[1] for _ in range(4 * N + 3)]
 
     def assemble_blocks(self, P):
         N, sub = self.N, P.createSubMatrix
@@ -302,7 +320,8 @@ class TransportSweepPC(KKTPreconditioner):
         blocks = [self.condensed_diagonal(P, self.is_rho[k], self.is_z[k],
                                           self._central_curvature) for k in range(N)]
         self.lam_inv, self.azz_inv, self.auz, self.azu = map(list, zip(*blocks))
-        # X_k = sum_{j <= k} (-C_jj) + M Lambda_k^-1 M.
+        self.Bdt = [b.transpose(PETSc.Mat()) for b in self.Bd]
+        # X_k = sum_{j <= k} (-C_jj) + B_kk Lambda_k^-1 B_kk^T.
         Y, self.X = None, []
         for k in range(N):
             Ck = sub(self.is_phi[k], self.is_phi[k])
@@ -312,13 +331,12 @@ class TransportSweepPC(KKTPreconditioner):
             else:
                 Y = Y.copy()
                 Y.axpy(1.0, Ck, structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
-            LM = self.M.copy()
-            LM.diagonalScale(L=self.lam_inv[k])
-            Xk = self.M.matMult(LM)
+            LBt = self.Bdt[k].copy()
+            LBt.diagonalScale(L=self.lam_inv[k])
+            Xk = self.Bd[k].matMult(LBt)
             Xk.axpy(1.0, Y, structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
             Xk.setOption(PETSc.Mat.Option.SPD, True)
             self.X.append(Xk)
-        self.Bdt = [b.transpose(PETSc.Mat()) for b in self.Bd]
         for k in range(N):
             self.ksp_fwd[k].setOperators(self.Bd[k])
             self.ksp_bwd[k].setOperators(self.Bdt[k])
@@ -416,11 +434,11 @@ class TransportSweepPC(KKTPreconditioner):
         t, s = w[-2], w[-3]
         for k in range(N):
             ksp = self.ksp_red[k]
-            self.M.mult(a[k], t)
+            self.Bd[k].mult(a[k], t)
             ksp.solve(t, s)
             self.reduced_iterations += self.check_inner_solve(
                 ksp, "TransportSweepPC: a reduced solve")
-            self.M.mult(s, a[k])
+            self.Bd[k].multTranspose(s, a[k])
         self._backward(a, out)
         for o in out:
             o.scale(-1.0)
