@@ -7,7 +7,9 @@ The cases are those of ``tests/test_jko_tails.py``: KL with the double well
 :math:`\rho_0 = N(0.5, 0.25)`, P2, N = 8 slices, five steps.  Where :math:`\eta V''`
 is large the tails of the exact iterates fall by tens of log units per step.
 
-* ``log``: log-density unknowns (the default for entropic energies).  Newton moves a
+* ``log``: log-density unknowns (a :class:`~jkoflow.solvers.JKOStep`'s default for
+  entropic energies; :class:`~jkoflow.solvers.JKOScheme` chooses them for data whose
+  predicted log-density change per step, :math:`\Lambda`, is at most 100).  Newton moves a
   tail value by one or two log units per iteration, and continuation in
   :math:`\eta` takes over when the full steps diverge.
 * ``density``: density unknowns, kept positive by the interior point.  Its barrier
@@ -18,7 +20,9 @@ Reported per run: the Newton iterations of each step (for log unknowns including
 failed first attempt before continuation), their maximum over the warm steps 2-5,
 for density unknowns the largest count of one barrier level, the total CPU seconds
 (``time.process_time()``, the first run of each mesh includes kernel compilation
-unless cached) and the :math:`L^1` distance between the two fifth iterates.
+unless cached), the :math:`L^1` distance between the two fifth iterates, and
+:math:`\Lambda` at :math:`\rho_0` with the unknowns the scheme chooses by default
+(:func:`~jkoflow.solvers.representation.choose_variable`).
 
 Run: ``"$(make -s env-path)/bin/python" benchmarks/steep_tails.py`` (``--quick``: the
 middle mesh and step only).  Results: ``benchmarks/results/steep_tails.md``.
@@ -33,7 +37,8 @@ from firedrake import COMM_WORLD, Function, FunctionSpace, assemble
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import interval
-from jkoflow.solvers import JKOScheme, SolverDivergedError, kl, set_log_level
+from jkoflow.solvers import (JKOScheme, SolverDivergedError, choose_variable, kl,
+                             predicted_log_change, set_log_level)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -43,18 +48,23 @@ POTENTIALS = {"double well": lambda x: (x ** 2 - 1) ** 2 / 4, "quartic": lambda 
 STEPS = 5
 
 
-def tail_scheme(geom, name: str, eta: float, variable: str = "log", **kwargs) -> JKOScheme:
-    """The JKO scheme of one steep-tails case on ``geom`` (P2, N = 8, from
-    N(0.5, 0.25)); ``kwargs`` go to :class:`~jkoflow.solvers.JKOScheme`."""
+def tail_data(geom, name: str):
+    """The energy and the log-density of N(0.5, 0.25) (P2) of one steep-tails case."""
     x = geom.x[0]
     V = FunctionSpace(geom.mesh, "CG", 2)
     l0 = Function(V).interpolate(-(x - 0.5) ** 2 / (2 * 0.25)
                                  - 0.5 * ufl.ln(2 * ufl.pi * 0.25))
-    energy = kl(geom, POTENTIALS[name](x))
-    if variable == "log":
-        return JKOScheme(energy, None, eta, 8, log_rho0=l0, degree=2, **kwargs)
-    return JKOScheme(energy, Function(V).interpolate(ufl.exp(l0)), eta, 8, degree=2,
-                     variable=variable, **kwargs)
+    return kl(geom, POTENTIALS[name](x)), l0
+
+
+def tail_scheme(geom, name: str, eta: float, variable: str | None = "log",
+                **kwargs) -> JKOScheme:
+    """The JKO scheme of one steep-tails case on ``geom`` (P2, N = 8, from
+    N(0.5, 0.25); ``variable=None``: the scheme's own choice); ``kwargs`` go to
+    :class:`~jkoflow.solvers.JKOScheme`."""
+    energy, l0 = tail_data(geom, name)
+    return JKOScheme(energy, None, eta, 8, log_rho0=l0, degree=2, variable=variable,
+                     **kwargs)
 
 
 def run(geom, name: str, eta: float, variable: str) -> dict:
@@ -85,11 +95,13 @@ def main(quick: bool):
              "before continuation included); warm max: over steps 2-5; per level: largest "
              "count of one barrier level (density); L1: distance between the two fifth "
              "iterates; CPU: total seconds of the five steps.  Unknowns: 2 N (log) or 3 N "
-             "(density: potentials and duals) times the dofs per slice.", "",
+             "(density: potentials and duals) times the dofs per slice.  Lambda: predicted "
+             "change of the log-density in the first step; default: the unknowns "
+             "JKOScheme chooses without a variable (density when Lambda > 100).", "",
              "| potential | cells | eta | dofs per slice | its per step (log) | warm max (log) | "
              "CPU s (log) | its per step (density) | warm max (density) | per level | "
-             "CPU s (density) | L1 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "CPU s (density) | L1 | Lambda | default |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     summary = {}
     for name in POTENTIALS:
         for n in cells:
@@ -107,8 +119,11 @@ def main(quick: bool):
                     if v == "density":
                         cols.append(str(r[v]["per_level"]))
                     cols.append(f"{r[v]['cpu']:.1f}")
+                energy, l0 = tail_data(geom, name)
+                change = predicted_log_change(energy, l0, eta)
+                default = choose_variable(energy, eta, log_rho=l0, degree=2)
                 lines.append(f"| {name} | {n} | {eta} | {2 * n + 1} | " + " | ".join(cols)
-                             + f" | {l1:.1e} |")
+                             + f" | {l1:.1e} | {change:.0f} | {default} |")
                 PETSc.Sys.Print(lines[-1])
                 for v in ("log", "density"):
                     s = summary.setdefault((name, v), {})

@@ -194,10 +194,11 @@ def check_density(geometry, rho: Function, *, strictly_positive: bool = False,
     lo = global_min(rho)
     if strictly_positive and not lo > 0:
         raise ValueError(f"the {what} must be strictly positive with log-density "
-                         f"unknowns (its minimum is {lo:.3g}): entropic energies use "
-                         "log-density unknowns by default and need rho > 0; pass "
-                         "variable='density' (interior point) for a density that "
-                         "vanishes somewhere")
+                         f"unknowns (its minimum is {lo:.3g}): log-density unknowns "
+                         "need rho > 0; pass variable='density' (interior point) for "
+                         "a density that vanishes somewhere (JKOScheme and "
+                         "wasserstein_distance choose it by themselves when no "
+                         "variable is given)")
     if lo < 0:
         raise ValueError(f"the {what} is negative somewhere (minimum {lo:.3g})")
     mass = geometry.mass(rho)

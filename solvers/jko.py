@@ -88,7 +88,10 @@ class JKOStep(BenamouBrenier):
     variable
         ``"log"`` (log-density unknowns; the default for entropic energies, which then
         need :math:`\rho_k > 0`) or ``"density"`` (interior point; the default
-        otherwise; accepts densities that vanish on open sets, for every energy).
+        otherwise; accepts densities that vanish on open sets, and steep tails, for
+        every energy).  A step is built before it sees data; to choose from the data
+        use :func:`~jkoflow.solvers.representation.choose_variable`, as
+        :class:`~jkoflow.solvers.JKOScheme` does by default.
     barrier
         Interior-point options (see
         :data:`~jkoflow.solvers.interior_point.DEFAULT_BARRIER`).
@@ -485,5 +488,12 @@ class W2Geodesic(BenamouBrenier):
 
 def wasserstein_distance(rho0: Function, rho1: Function, geometry, N: int = 8,
                          **kwargs) -> float:
-    """:math:`W_2(\\rho_0, \\rho_1)` by the dynamic formulation (convenience wrapper)."""
+    """:math:`W_2(\\rho_0, \\rho_1)` by the dynamic formulation (convenience wrapper;
+    keyword arguments as :class:`W2Geodesic`).  Without ``variable``: log unknowns for
+    strictly positive densities, density unknowns if either vanishes somewhere."""
+    if "variable" not in kwargs:
+        for rho, what in ((rho0, "start density"), (rho1, "end density")):
+            check_density(geometry, rho, what=what)
+        positive = min(global_min(rho0), global_min(rho1)) > 0
+        kwargs["variable"] = "log" if positive else "density"
     return W2Geodesic(geometry, N, **kwargs).solve(rho0, rho1).cost ** 0.5

@@ -30,6 +30,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Callable, Iterable
 
+import ufl
 from firedrake import Function
 
 from .checkpointing import Checkpointer
@@ -37,6 +38,7 @@ from .common import FormValue, check_positive, global_min, logger, nodal_exp
 from .jko import JKOStep
 from .observers import VTKOutput
 from .protocol import Stepper
+from .representation import choose_variable
 
 __all__ = ["JKOScheme"]
 
@@ -49,14 +51,24 @@ class JKOScheme(Stepper):
     energy
         The energy :math:`J`.
     rho0
-        Initial density (strictly positive for entropic energies), or ``None`` when
+        Initial density (non-negative; strictly positive for log unknowns), or ``None`` when
         ``log_rho0`` is given.
     eta
         Default step size.
-    N, degree, variable, barrier, correction, quadrature_degree, solver_parameters, solver_parameters_extra, options_prefix, appctx
+    N, degree, barrier, correction, quadrature_degree, solver_parameters, solver_parameters_extra, options_prefix, appctx
         Passed to :class:`~jkoflow.solvers.jko.JKOStep` (options prefix ``"jko"``).
+    variable
+        ``"log"`` or ``"density"`` unknowns (:class:`~jkoflow.solvers.jko.JKOStep`),
+        or ``None`` (default) to choose from the data with
+        :func:`~jkoflow.solvers.representation.choose_variable`: density unknowns for
+        non-entropic energies, data that vanish somewhere, and steep tails (a
+        predicted change of the log-density by more than 100 in one step); log
+        unknowns otherwise.  The choice is :attr:`variable`, and a checkpoint records
+        it (pass it explicitly to :func:`~jkoflow.solvers.restart` a run whose
+        restored density would be judged differently).
     log_rho0
-        Initial log-density (log representation; exact for Gaussians with P2).
+        Initial log-density (exact for Gaussians with P2 in the log representation;
+        with density unknowns its exponential is interpolated).
     observers
         Callables ``obs(scheme)`` called now and after each step (the protocol's one
         observer signature; the step's result is ``scheme.last_result``).
@@ -90,6 +102,9 @@ class JKOScheme(Stepper):
         self.energy = energy
         self.geometry = energy.geometry
         self.eta = check_positive("eta (the JKO step size)", eta)
+        if variable is None:
+            variable = choose_variable(energy, self.eta, rho0, log_rho=log_rho0,
+                                       degree=degree, what="JKO scheme")
         self.jko = JKOStep(energy, self.eta, N, degree=degree, variable=variable,
                            barrier=barrier, correction=correction,
                            quadrature_degree=quadrature_degree,
@@ -101,6 +116,8 @@ class JKOScheme(Stepper):
         # entropic energies), so that chained steps conserve mass to round-off;
         # ``rho`` is its nodal density for output.
         self._state = Function(self.jko.V, name="jko_state")
+        if rho0 is None and self.variable == "density":
+            rho0 = Function(self.jko.V).interpolate(ufl.exp(log_rho0))
         if rho0 is not None:
             self.jko.set_start(rho0)
         else:
