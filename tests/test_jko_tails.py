@@ -258,7 +258,7 @@ def test_failed_warm_start_is_retried_cold(caplog):
     assert abs(res.mass - cold.mass) < 1e-12 and res.rho.dat.data_ro.min() > 0
 
 
-def test_predicted_log_change_is_exact_for_a_gaussian():
+def check_predicted_log_change_is_exact_for_a_gaussian():
     """Lambda = eta max |l' u'| for l = -a (x - m)^2 and KL with V = x^2/2 on [-4, 5]:
     u' = l' + x, a quadratic whose maximum modulus is at x = 5 (P2: exact)."""
     geom = interval(45, -4.0, 5.0)
@@ -268,6 +268,16 @@ def test_predicted_log_change_is_exact_for_a_gaussian():
     l = Function(V).interpolate(-a * (x - m) ** 2)
     expected = max(abs(-2 * a * (t - m) * (-2 * a * (t - m) + t)) for t in (-4.0, 5.0)) * eta
     assert abs(predicted_log_change(kl(geom, x ** 2 / 2), l, eta) / expected - 1) < 1e-12
+
+
+def test_predicted_log_change_is_exact_for_a_gaussian():
+    check_predicted_log_change_is_exact_for_a_gaussian()
+
+
+@pytest.mark.parallel(nprocs=2)
+def test_predicted_log_change_parallel():
+    """The same on two ranks (the maximum is collective; x = 5 is on one rank only)."""
+    check_predicted_log_change_is_exact_for_a_gaussian()
 
 
 def test_choose_variable_from_the_data():
