@@ -69,9 +69,9 @@ shared), and differ in the Schur complement :math:`S = C - B\Lambda^{-1}B^\top`:
   (public :attr:`~jkoflow.solvers.BenamouBrenier.barrier_target` and
   ``barrier_weight``): a dual far below the central path would otherwise make
   :math:`\Lambda^{-1}` huge and amplify the preconditioner's inexactness.
-  A sweep block whose Krylov solve fails is solved by its LU for the rest of that
-  Newton step, logged (options ``sweep_fallback_``; far from the solution a block can
-  be strongly indefinite, see :meth:`TransportSweepPC._solve`).
+  A sweep block whose Krylov solve fails is solved by its LU from then on, logged
+  (options ``sweep_fallback_``; far from the solution a block can be strongly
+  indefinite, see :meth:`TransportSweepPC._solve`).
   Free end, :math:`P_1` only.
 * :class:`TransportSchurPC` (preset ``"schur-amg"``) assembles :math:`-S`, a
   space--time elliptic operator, ordered node by node with block size :math:`N`, and
@@ -307,6 +307,7 @@ class TransportSweepPC(KKTPreconditioner):
         self.ksp_bwd = [self.krylov("sweep_") for _ in range(N)]
         self.ksp_red = [self.krylov("reduced_") for _ in range(N)]
         self.ksp_lu: dict[int, PETSc.KSP] = {}
+        self.factored: set[int] = set()
         self.sweep_iterations = self.reduced_iterations = self.block_fallbacks = 0
         self.assemble_blocks(P)
         for k in self.ksp_fwd + self.ksp_bwd + self.ksp_red:
@@ -341,8 +342,7 @@ class TransportSweepPC(KKTPreconditioner):
             self.ksp_fwd[k].setOperators(self.Bd[k])
             self.ksp_bwd[k].setOperators(self.Bdt[k])
             self.ksp_red[k].setOperators(self.X[k])
-        # Blocks whose Krylov solve failed under this Jacobian use their LU.
-        self.factored: set[int] = set()
+        # Blocks whose Krylov solve has failed use their LU, refactored here.
         for j, ksp in self.ksp_lu.items():
             ksp.setOperators(self.block(j))
 
@@ -376,13 +376,16 @@ class TransportSweepPC(KKTPreconditioner):
 
     def _solve(self, j, b, x):
         r"""Solve with block ``j`` (:meth:`block`): GMRES + ILU, or the block's LU
-        (options ``sweep_fallback_``, MUMPS) once the Krylov solve has failed under the
-        current Jacobian.  Far from the solution a block can be strongly indefinite
-        (its symmetric part is :math:`M - 	frac{\Delta s}{4}M_{\Delta\phi}`, negative
-        where the potential compresses strongly), and ILU(0) then breaks down
+        (options ``sweep_fallback_``, MUMPS) once its Krylov solve has failed, for
+        every later Jacobian too.  Far from the solution a block can be strongly
+        indefinite (its symmetric part is :math:`M - \tfrac{\Delta s}{4}M_{\Delta\phi}`,
+        negative where the potential compresses strongly), and ILU(0) then breaks down
         (measured: a cold step on :math:`96^2` cells, GMRES reason -5 with the residual
-        500 times the right-hand side, while the LU solves it to 1e-16); the fallback is
-        logged once per block and Jacobian and counted in :attr:`block_fallbacks`."""
+        500 times the right-hand side, while the LU solves it to 1e-16).  Such a block
+        failed again at every later Newton step of that solve, each time after 100
+        wasted GMRES iterations, so its LU is kept (refactored with each Jacobian;
+        at these sizes a block's LU costs less than GMRES + ILU on it).  The fallback
+        is logged once per block and counted in :attr:`block_fallbacks`."""
         if j not in self.factored:
             ksp = (self.ksp_fwd + self.ksp_bwd)[j]
             ksp.solve(b, x)
@@ -391,8 +394,8 @@ class TransportSweepPC(KKTPreconditioner):
             if reason >= 0:
                 return
             logger.warning("TransportSweepPC: the Krylov solve of %s sweep block %d failed "
-                           "(KSP reason %d, %d iterations); it is solved by its LU "
-                           "(options 'sweep_fallback_') until the next Jacobian",
+                           "(KSP reason %d, %d iterations); from now on it is solved "
+                           "by its LU (options 'sweep_fallback_')",
                            "forward" if j < self.N else "backward", j % self.N, reason,
                            ksp.getIterationNumber())
             self.factored.add(j)
