@@ -190,6 +190,16 @@ class BenamouBrenier(SolverStats):
         self.variable = variable
         self.N = check_int("N (number of transport-time slices)", N, 1)
         self.degree = check_int("degree", degree, 1)
+        if variable == "density" and self.degree > 1 and geometry.mesh.topological_dimension > 1:
+            # Measured (2026-12-07): KL and porous-medium steps from smooth positive
+            # data on 12x12 cut squares, P2, fail at every continuation stage.
+            raise ValueError(
+                f"density unknowns (the interior point) need P1 on {geometry.mesh.topological_dimension}D "
+                f"cells, got degree={self.degree}: its barrier and complementarity rows are "
+                "nodal only for P1 (vertex quadrature); with P2 on triangles no positive "
+                "nodal rule exists, the barrier is integrated with the full rule, where a "
+                "P2 density with positive nodal values can be negative, and the steps fail. "
+                "Use degree=1, or variable='log' for an entropic energy")
         self.barrier = {**DEFAULT_BARRIER, **(barrier or {})}
         unknown = set(self.barrier) - set(DEFAULT_BARRIER)
         if unknown:

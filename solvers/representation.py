@@ -53,11 +53,13 @@ converging.  The steep-tails cases of the issue tracker
 
 One exception: with :math:`P_k`, :math:`k \ge 2`, on triangles (2D domains,
 surfaces) log unknowns are kept whatever :math:`\Lambda`, with a warning when it
-exceeds the limit, because the interior point is not reliable there: its barrier
-rows use the full quadrature rule (there is no positive nodal rule for :math:`P_2`
-on triangles), and a KL step from a 2D Gaussian failed with it on both diagonal and
-crossed meshes while log unknowns took it.  Data that vanish somewhere still get
-density unknowns (log unknowns cannot represent them).
+exceeds the limit, because the interior point is refused there
+(:class:`~jkoflow.solvers.BenamouBrenier` raises): its barrier rows use the full
+quadrature rule (there is no positive nodal rule for :math:`P_2` on triangles), and
+KL and porous-medium steps failed with it even from smooth positive data, while log
+unknowns took the 2D Gaussian step.  Data that vanish somewhere, and non-entropic
+energies, still get density unknowns, and with them the error that names the remedy
+(:math:`P_1`).
 """
 from __future__ import annotations
 

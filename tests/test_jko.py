@@ -299,6 +299,24 @@ def test_bad_input():
         step.solve(Function(V).assign(1.0), eta=0.0)
 
 
+def test_density_unknowns_refuse_p2_on_triangles():
+    """The interior point is nodal only for P1; P2 density unknowns on triangles (and
+    surfaces) are refused with the reason and the remedies, for JKO steps, schemes
+    that would choose them, and geodesics (P2 on intervals stays: it works there)."""
+    geom = rectangle(4, 4)
+    x, y = geom.x
+    with pytest.raises(ValueError, match="need P1 on 2D cells.*degree=1.*variable='log'"):
+        JKOStep(kl(geom, x), 0.1, 2, degree=2, variable="density")
+    with pytest.raises(ValueError, match="need P1 on 2D cells"):
+        W2Geodesic(geom, 2, degree=2, variable="density")
+    bump = Function(FunctionSpace(geom.mesh, "CG", 2)).interpolate(
+        ufl.max_value(0.1 - (x - 0.5) ** 2 - (y - 0.5) ** 2, 0.0))
+    with pytest.raises(ValueError, match="need P1 on 2D cells"):
+        JKOScheme(kl(geom, x), bump, 0.1, 2, degree=2)
+    line = interval(4)
+    assert JKOStep(kl(line, line.x[0]), 0.1, 2, degree=2, variable="density").degree == 2
+
+
 def test_divergence_raises_with_history():
     geom = interval(40, -3.0, 3.0)
     x = geom.x[0]

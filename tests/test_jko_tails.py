@@ -336,7 +336,7 @@ def test_wasserstein_distance_chooses_density_unknowns_for_compact_support():
 def test_choose_variable_keeps_log_unknowns_for_p2_on_triangles(caplog):
     """A 2D Gaussian N((1, 0), diag(0.25, 0.16)) at eta = 0.25 (Lambda = 136): P1
     steps get density unknowns; P2 steps keep log unknowns, with a warning (the
-    interior point fails with P2 on triangles even at eta = 0.1)."""
+    interior point is refused with P2 on triangles: it failed even on smooth data)."""
     geom = rectangle(15, 12, -3.5, 4.0, -3.0, 3.0, diagonal="left")
     x, y = geom.x
     energy = kl(geom, (x ** 2 + y ** 2) / 2)
