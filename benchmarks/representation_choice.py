@@ -109,7 +109,7 @@ def main(quick: bool):
              f"{COMM_WORLD.size} MPI rank(s); MUMPS; cold steps, CPU seconds of a repeated "
              "solve (no compilation).  Lambda: predicted change of log rho in the step; "
              "change: actual largest change of the log-unknown step; choice: what "
-             "choose_variable picks (density when Lambda > 50).", "",
+             "choose_variable picks (density when Lambda > 100).", "",
              "| case | Lambda | change (log) | Newton its (log) | CPU s (log) | "
              "Newton its (density) | CPU s (density) | choice |",
              "|---|---|---|---|---|---|---|---|"]

@@ -9,7 +9,7 @@ is large the tails of the exact iterates fall by tens of log units per step.
 
 * ``log``: log-density unknowns (a :class:`~jkoflow.solvers.JKOStep`'s default for
   entropic energies; :class:`~jkoflow.solvers.JKOScheme` chooses them for data whose
-  predicted log-density change per step, :math:`\Lambda`, is at most 50).  Newton moves a
+  predicted log-density change per step, :math:`\Lambda`, is at most 100).  Newton moves a
   tail value by one or two log units per iteration, and continuation in
   :math:`\eta` takes over when the full steps diverge.
 * ``density``: density unknowns, kept positive by the interior point.  Its barrier
@@ -97,7 +97,7 @@ def main(quick: bool):
              "iterates; CPU: total seconds of the five steps.  Unknowns: 2 N (log) or 3 N "
              "(density: potentials and duals) times the dofs per slice.  Lambda: predicted "
              "change of the log-density in the first step; default: the unknowns "
-             "JKOScheme chooses without a variable (density when Lambda > 50).", "",
+             "JKOScheme chooses without a variable (density when Lambda > 100).", "",
              "| potential | cells | eta | dofs per slice | its per step (log) | warm max (log) | "
              "CPU s (log) | its per step (density) | warm max (density) | per level | "
              "CPU s (density) | L1 | Lambda | default |",

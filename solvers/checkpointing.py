@@ -33,6 +33,7 @@ from firedrake import COMM_WORLD, CheckpointFile, Function
 from firedrake.petsc import PETSc
 
 from .common import check_int, logger, nodal_exp
+from .representation import recorded_variable
 
 __all__ = ["Checkpointer", "restart", "read_checkpoint", "Snapshot", "CheckpointError",
            "CHECKPOINT_VERSION"]
@@ -334,7 +335,11 @@ def restart(path: str, build, *, step: int | None = None, comm=None, ignore=(),
         :class:`~jkoflow.solvers.JKOScheme`,
         :class:`~jkoflow.solvers.WassersteinGradientFlow`,
         :class:`~jkoflow.solvers.JKOFlow`) on a geometry built on ``mesh`` (the
-        checkpoint's), from the *density* ``rho0``, with the run's parameters.
+        checkpoint's), from the *density* ``rho0``, with the run's parameters.  A
+        :class:`~jkoflow.solvers.JKOScheme` built without ``variable`` takes the
+        checkpoint's recorded unknowns
+        (:func:`~jkoflow.solvers.representation.recorded_variable`), not a fresh
+        choice from the restored density.
     step
         Step number to restart from (default: the last saved).
     comm
@@ -362,7 +367,9 @@ def restart(path: str, build, *, step: int | None = None, comm=None, ignore=(),
         differs from the recorded one (a different potential or energy parameters).
     """
     snap = read_checkpoint(path, step, comm)
-    solver = build(snap.mesh, snap.rho)
+    # a scheme that chooses its unknowns from the data continues in the recorded ones
+    with recorded_variable(snap.metadata.get("representation")):
+        solver = build(snap.mesh, snap.rho)
     for attr in ("state", "checkpoint_metadata", "restore"):
         if not hasattr(solver, attr):
             raise TypeError(f"restart: build() must return a jkoflow evolution solver, got "

@@ -62,7 +62,7 @@ class JKOScheme(Stepper):
         or ``None`` (default) to choose from the data with
         :func:`~jkoflow.solvers.representation.choose_variable`: density unknowns for
         non-entropic energies, data that vanish somewhere, and steep tails (a
-        predicted change of the log-density by more than 50 in one step); log
+        predicted change of the log-density by more than 100 in one step); log
         unknowns otherwise.  The choice is :attr:`variable`, and a checkpoint records
         it (pass it explicitly to :func:`~jkoflow.solvers.restart` a run whose
         restored density would be judged differently).

@@ -38,7 +38,7 @@ against actual changes of 3.8, 9.3, 47 and 8.8 (1D Gaussians, P2; 2D Gaussian bu
 P1).
 
 :func:`choose_variable` takes density unknowns when the data vanish somewhere or
-:math:`\Lambda >` :data:`LOG_CHANGE_LIMIT` (= 50), log unknowns otherwise.  The
+:math:`\Lambda >` :data:`LOG_CHANGE_LIMIT` (= 100), log unknowns otherwise.  The
 limit comes from one cold KL step (``benchmarks/results/representation_choice.md``):
 from 1D Gaussians, log unknowns take 10 Newton iterations at :math:`\Lambda = 4`,
 25--33 at 8--42 (with continuation from about 14), 50 at 75, and fail at 119; from a
@@ -46,11 +46,14 @@ from 1D Gaussians, log unknowns take 10 Newton iterations at :math:`\Lambda = 4`
 throughout, but each of their iterations costs 3--5 times more (duals, more
 unknowns), so in CPU seconds log unknowns are cheaper up to :math:`\Lambda = 42`
 and 30 % dearer at 75; and they keep what only they have (Gaussians exact with
-:math:`P_2`, the limit energy).  The limit sits at that crossover.  It must also
-hold for the later steps of a scheme, which :math:`\Lambda` at :math:`\rho_0` does
-not see: on the steep-tails cases at :math:`\eta = 0.05` (:math:`\Lambda = 92`--96)
-log unknowns take the first step in 34--48 iterations but need up to 181 on a later
-one, or fail (``benchmarks/results/steep_tails.md``), and a limit of 100 chose them.  The steep-tails cases of the issue tracker
+:math:`P_2`, the limit energy).  The limit therefore sits where log unknowns stop
+converging.  It is judged at :math:`\rho_0` only, and later steps can be harder: on
+the steep-tails cases at :math:`\eta = 0.05` (:math:`\Lambda = 92`--96) log unknowns
+are kept and need up to 181 iterations in a later step, or fail on the coarsest mesh
+(``benchmarks/results/steep_tails.md``).  A limit of 50 (the cost crossover) was
+tried and reverted: it also took density unknowns for 1D Gaussians on a wide box at
+:math:`\eta = T/8`, where log unknowns are exact with :math:`P_2` and a second-order
+test needs them.  The steep-tails cases of the issue tracker
 (double well and quartic from :math:`N(0.5, 0.25)`, :math:`\eta = 0.1`) have
 :math:`\Lambda \approx 190`; a smooth 2D KL step from a Gaussian bump 12.6.
 
@@ -66,16 +69,22 @@ energies, still get density unknowns, and with them the error that names the rem
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import ufl
 from firedrake import Function, FunctionSpace, assemble, interpolate
 
 from .common import check_density, global_max, global_min, logger
 
-__all__ = ["choose_variable", "predicted_log_change", "LOG_CHANGE_LIMIT"]
+__all__ = ["choose_variable", "predicted_log_change", "recorded_variable", "LOG_CHANGE_LIMIT"]
+
+#: The representation a checkpointed run chose (set while :func:`recorded_variable`).
+_RECORDED: ContextVar[str | None] = ContextVar("jkoflow_recorded_variable", default=None)
 
 #: Largest predicted change of the log-density in one step (:func:`predicted_log_change`)
 #: for which :func:`choose_variable` keeps log unknowns.
-LOG_CHANGE_LIMIT = 50.0
+LOG_CHANGE_LIMIT = 100.0
 
 
 def predicted_log_change(energy, log_rho: Function, eta: float) -> float:
@@ -115,6 +124,24 @@ def predicted_log_change(energy, log_rho: Function, eta: float) -> float:
     return max(global_max(rate), -global_min(rate))
 
 
+@contextmanager
+def recorded_variable(variable: str | None):
+    """Within this context :func:`choose_variable` returns ``variable`` (``"log"`` or
+    ``"density"``) for entropic energies instead of judging the data.
+
+    :func:`~jkoflow.solvers.restart` rebuilds a solver from the *restored* density,
+    which the rule may judge differently from the run's initial one (smoother later);
+    it wraps the user's ``build`` in this context with the checkpoint's recorded
+    representation, so that a scheme built without ``variable`` continues in the
+    unknowns it was checkpointed in.  ``None`` or another value: no effect.
+    """
+    token = _RECORDED.set(variable if variable in ("log", "density") else None)
+    try:
+        yield
+    finally:
+        _RECORDED.reset(token)
+
+
 def choose_variable(energy, eta: float, rho: Function | None = None, *,
                     log_rho: Function | None = None, degree: int = 1,
                     what: str = "JKO step") -> str:
@@ -146,6 +173,9 @@ def choose_variable(energy, eta: float, rho: Function | None = None, *,
     """
     if not energy.entropic:
         return "density"
+    if _RECORDED.get() is not None:
+        logger.debug("%s: %s unknowns, as recorded in the checkpoint", what, _RECORDED.get())
+        return _RECORDED.get()
     geom = energy.geometry
     if log_rho is None:
         if rho is None:

@@ -46,6 +46,7 @@ from jkoflow.meshes import interval, rectangle
 from jkoflow.solvers import (JKOScheme, JKOStep, SolverDivergedError, choose_variable, kl,
                              logger, porous_medium, predicted_log_change,
                              wasserstein_distance)
+from jkoflow.solvers.representation import recorded_variable
 from jkoflow.solvers.common import global_min
 
 STEPS = 5
@@ -299,6 +300,13 @@ def test_choose_variable_from_the_data():
     assert choose_variable(energy, 0.01, bump, degree=2) == "density"
     assert choose_variable(porous_medium(geom, 2), 0.01, rho, degree=2) == "density"
     assert JKOScheme(energy, bump, 0.01, 8, degree=2).variable == "density"
+    # restart rebuilds from the restored density within the checkpoint's record
+    with recorded_variable("density"):
+        assert choose_variable(energy, 0.01, rho, degree=2) == "density"
+    with recorded_variable("log"):
+        assert choose_variable(energy, 0.01, log_rho=steep, degree=2) == "log"
+        assert choose_variable(porous_medium(geom, 2), 0.01, rho, degree=2) == "density"
+    assert choose_variable(energy, 0.01, rho, degree=2) == "log"
     with pytest.raises(ValueError, match="negative"):
         choose_variable(energy, 0.01, Function(V).interpolate(x), degree=2)
 
