@@ -85,7 +85,20 @@ from .continuation import solve_with_continuation
 from .interior_point import DEFAULT_BARRIER, InteriorPoint
 from .presets import preset, resolve_parameters
 
-__all__ = ["BenamouBrenier", "TransportResult", "DEFAULT_BARRIER"]
+__all__ = ["BenamouBrenier", "TransportResult", "DEFAULT_BARRIER",
+           "density_unknowns_supported"]
+
+
+def density_unknowns_supported(geometry, degree: int) -> bool:
+    r"""Whether density unknowns (the interior point) work with :math:`P_k`,
+    ``degree`` :math:`= k`, on ``geometry``: :math:`P_1` everywhere, higher degrees on
+    intervals only.  The barrier and complementarity rows are nodal only for
+    :math:`P_1` (vertex quadrature); for :math:`P_2` on triangles no positive nodal
+    rule exists, the barrier falls back to the full rule, where a :math:`P_2` density
+    with positive nodal values can be negative, and the steps fail (measured
+    2026-12-07: KL and porous-medium steps from smooth positive data on 12x12 cut
+    squares failed at every continuation stage)."""
+    return degree == 1 or geometry.mesh.topological_dimension == 1
 
 
 def vertex_measure(geometry, V):
@@ -190,9 +203,7 @@ class BenamouBrenier(SolverStats):
         self.variable = variable
         self.N = check_int("N (number of transport-time slices)", N, 1)
         self.degree = check_int("degree", degree, 1)
-        if variable == "density" and self.degree > 1 and geometry.mesh.topological_dimension > 1:
-            # Measured (2026-12-07): KL and porous-medium steps from smooth positive
-            # data on 12x12 cut squares, P2, fail at every continuation stage.
+        if variable == "density" and not density_unknowns_supported(geometry, self.degree):
             raise ValueError(
                 f"density unknowns (the interior point) need P1 on {geometry.mesh.topological_dimension}D "
                 f"cells, got degree={self.degree}: its barrier and complementarity rows are "

@@ -75,6 +75,7 @@ from contextvars import ContextVar
 import ufl
 from firedrake import Function, FunctionSpace, assemble, interpolate
 
+from .benamou_brenier import density_unknowns_supported
 from .common import check_density, global_max, global_min, logger
 
 __all__ = ["choose_variable", "predicted_log_change", "recorded_variable", "LOG_CHANGE_LIMIT"]
@@ -173,9 +174,10 @@ def choose_variable(energy, eta: float, rho: Function | None = None, *,
     """
     if not energy.entropic:
         return "density"
-    if _RECORDED.get() is not None:
-        logger.debug("%s: %s unknowns, as recorded in the checkpoint", what, _RECORDED.get())
-        return _RECORDED.get()
+    recorded = _RECORDED.get()
+    if recorded is not None:
+        logger.debug("%s: %s unknowns, as recorded in the checkpoint", what, recorded)
+        return recorded
     geom = energy.geometry
     if log_rho is None:
         if rho is None:
@@ -188,7 +190,7 @@ def choose_variable(energy, eta: float, rho: Function | None = None, *,
         log_rho = assemble(interpolate(ufl.ln(rho), V))
     change = predicted_log_change(energy, log_rho, eta)
     variable = "log" if change <= LOG_CHANGE_LIMIT else "density"
-    if variable == "density" and degree >= 2 and geom.mesh.topological_dimension >= 2:
+    if variable == "density" and not density_unknowns_supported(geom, degree):
         logger.warning("%s: log unknowns kept although the predicted change of the "
                        "log-density in one step, %.3g, exceeds %g (steep tails): density "
                        "unknowns are not reliable with P%d on triangles; a smaller step "
