@@ -20,9 +20,10 @@ Reported per run: the Newton iterations of each step (for log unknowns including
 failed first attempt before continuation), their maximum over the warm steps 2-5,
 for density unknowns the largest count of one barrier level, the total CPU seconds
 (``time.process_time()``, the first run of each mesh includes kernel compilation
-unless cached), the :math:`L^1` distance between the two fifth iterates, and
-:math:`\Lambda` at :math:`\rho_0` with the unknowns the scheme chooses by default
-(:func:`~jkoflow.solvers.representation.choose_variable`).
+unless cached), the :math:`L^1` distance between the two fifth iterates,
+:math:`\Lambda` at :math:`\rho_0`, and the same five steps by the scheme's default
+(no ``variable``: :func:`~jkoflow.solvers.representation.choose_variable` before
+every step), with the unknowns each step used.
 
 Run: ``"$(make -s env-path)/bin/python" benchmarks/steep_tails.py`` (``--quick``: the
 middle mesh and step only).  Results: ``benchmarks/results/steep_tails.md``.
@@ -37,8 +38,8 @@ from firedrake import COMM_WORLD, Function, FunctionSpace, assemble
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import interval
-from jkoflow.solvers import (JKOScheme, SolverDivergedError, choose_variable, kl,
-                             predicted_log_change, set_log_level)
+from jkoflow.solvers import (JKOScheme, SolverDivergedError, kl, predicted_log_change,
+                             set_log_level)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -70,7 +71,8 @@ def tail_scheme(geom, name: str, eta: float, variable: str | None = "log",
 def run(geom, name: str, eta: float, variable: str) -> dict:
     """Five JKO steps of one case; iteration counts, CPU time, the last iterate."""
     c0 = time.process_time()
-    scheme = tail_scheme(geom, name, eta, variable, options_prefix=f"tails_{variable}_")
+    scheme = tail_scheme(geom, name, eta, variable,
+                         options_prefix=f"tails_{variable or 'default'}_")
     try:
         scheme.run(STEPS)
         failed = None
@@ -79,9 +81,10 @@ def run(geom, name: str, eta: float, variable: str) -> dict:
     cpu = time.process_time() - c0
     hist = scheme.history[1:]
     its = [h["snes_iterations"] for h in hist]
+    unknowns = "".join(h["variable"][0].upper() for h in hist)
     per_level = max((n for h in hist for _, n in h.get("barrier_levels") or []), default=0)
     return {"its": its, "warm": max(its[1:], default=0), "per_level": per_level,
-            "cpu": cpu, "rho": scheme.rho_expr, "failed": failed}
+            "cpu": cpu, "rho": scheme.rho_expr, "failed": failed, "unknowns": unknowns}
 
 
 def main(quick: bool):
@@ -96,18 +99,22 @@ def main(quick: bool):
              "count of one barrier level (density); L1: distance between the two fifth "
              "iterates; CPU: total seconds of the five steps.  Unknowns: 2 N (log) or 3 N "
              "(density: potentials and duals) times the dofs per slice.  Lambda: predicted "
-             "change of the log-density in the first step; default: the unknowns "
-             "JKOScheme chooses without a variable (density when Lambda > 100).", "",
+             "change of the log-density in the first step; default: JKOScheme without a "
+             "variable, which chooses its unknowns before every step (density once Lambda "
+             "> 100 at the current iterate), with the unknowns of each step (L log, D "
+             "density).", "",
              "| potential | cells | eta | dofs per slice | its per step (log) | warm max (log) | "
              "CPU s (log) | its per step (density) | warm max (density) | per level | "
-             "CPU s (density) | L1 | Lambda | default |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "CPU s (density) | L1 | Lambda | its per step (default) | unknowns | "
+             "warm max (default) | CPU s (default) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    variants = ("log", "density", None)
     summary = {}
     for name in POTENTIALS:
         for n in cells:
             geom = interval(n, -4.0, 5.0)
             for eta in etas:
-                r = {v: run(geom, name, eta, v) for v in ("log", "density")}
+                r = {v: run(geom, name, eta, v) for v in variants}
                 l1 = (float(assemble(abs(r["log"]["rho"] - r["density"]["rho"])
                                      * ufl.dx(domain=geom.mesh, degree=8)))
                       if not (r["log"]["failed"] or r["density"]["failed"]) else float("nan"))
@@ -121,12 +128,14 @@ def main(quick: bool):
                     cols.append(f"{r[v]['cpu']:.1f}")
                 energy, l0 = tail_data(geom, name)
                 change = predicted_log_change(energy, l0, eta)
-                default = choose_variable(energy, eta, log_rho=l0, degree=2)
+                d = r[None]
+                default = [", ".join(map(str, d["its"])) + (" (failed)" if d["failed"] else ""),
+                           d["unknowns"], str(d["warm"]), f"{d['cpu']:.1f}"]
                 lines.append(f"| {name} | {n} | {eta} | {2 * n + 1} | " + " | ".join(cols)
-                             + f" | {l1:.1e} | {change:.0f} | {default} |")
+                             + f" | {l1:.1e} | {change:.0f} | " + " | ".join(default) + " |")
                 PETSc.Sys.Print(lines[-1])
-                for v in ("log", "density"):
-                    s = summary.setdefault((name, v), {})
+                for v in variants:
+                    s = summary.setdefault((name, v or "default"), {})
                     s.setdefault(n, []).append((r[v]["warm"], bool(r[v]["failed"])))
     lines += ["", "## Summary (largest warm-step count over the step sizes; failed runs "
               "counted up to their failure)", "",

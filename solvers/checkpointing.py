@@ -6,9 +6,12 @@ A checkpoint is a Firedrake ``CheckpointFile`` (HDF5) holding
 * the solver's exact state (``solver.state``: log-density or density, plus the
   chemical potential for the JKO-Flow) at every checkpointed step, indexed by the
   step number, with ``time``, ``dt`` (:math:`\eta` for the JKO scheme), ``step``,
-  ``energy``, ``mass`` and the conserved ``reference_mass`` of that step,
+  ``energy``, ``mass``, the conserved ``reference_mass`` and ``log_state`` (1 for a
+  log-density, 0 for a density) of that step,
 * a JSON record (root attribute ``jkoflow_metadata``) of what a restart must match:
-  format version, solver class, **representation** (``"log"``/``"density"``), the name
+  format version, solver class, **representation** (``"log"``/``"density"``, or
+  ``"auto"`` for a JKO scheme that chooses its unknowns; each snapshot then records
+  its own in ``log_state``), the name
   of the state, the energy (name, kind; its value is checked numerically on
   restart), the space, and the solver's parameters (``N``, ``degree``, ``eta``,
   ``dt``, form, method, quadrature degree, ...).
@@ -246,6 +249,10 @@ class Snapshot:
         The density (nodal values, named ``"density"``) on that mesh.
     log_rho
         The log-density for the log representation, else ``None``.
+    representation
+        The snapshot's state: ``"log"`` (a log-density) or ``"density"``.  A
+        :class:`~jkoflow.solvers.JKOScheme` that chooses its unknowns (record
+        ``"auto"``) may change from log to density unknowns along a run.
     t, step, dt
         Time, step number and step size (:math:`\\eta` for the JKO scheme).
     metadata
@@ -262,6 +269,7 @@ class Snapshot:
     dt: float
     metadata: dict
     info: dict
+    representation: str = "density"
     _state: Function = field(repr=False, default=None)
 
 
@@ -313,13 +321,20 @@ def read_checkpoint(path: str, step: int | None = None, comm=None, *,
     u = state.subfunctions[0] if len(state.function_space()) > 1 else state
     rho = Function(u.function_space(), name="density")
     log_rho = None
-    if meta["representation"] == "log":
+    # each snapshot records its representation (a run may change it); older files
+    # record it once, for the run
+    if "log_state" in info:
+        representation = "log" if info["log_state"] > 0.5 else "density"
+    else:
+        representation = meta["representation"]
+    if representation == "log":
         nodal_exp(u, rho)
         log_rho = Function(u.function_space(), name="log_density").assign(u)
     else:
         rho.assign(u)
     return Snapshot(mesh=mesh, rho=rho, log_rho=log_rho, t=info["time"], step=step,
-                    dt=info["dt"], metadata=meta, info=info, _state=state)
+                    dt=info["dt"], metadata=meta, info=info, representation=representation,
+                    _state=state)
 
 
 def restart(path: str, build, *, step: int | None = None, comm=None, ignore=(),
@@ -368,7 +383,7 @@ def restart(path: str, build, *, step: int | None = None, comm=None, ignore=(),
     """
     snap = read_checkpoint(path, step, comm)
     # a scheme that chooses its unknowns from the data continues in the recorded ones
-    with recorded_variable(snap.metadata.get("representation")):
+    with recorded_variable(snap.representation):
         solver = build(snap.mesh, snap.rho)
     for attr in ("state", "checkpoint_metadata", "restore"):
         if not hasattr(solver, attr):

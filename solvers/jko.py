@@ -352,6 +352,21 @@ class JKOStep(BenamouBrenier):
             self._previous_end.assign(result.rho)
         return result
 
+    def continue_from(self, rho_previous: Function, rho_k: Function, phi: Function):
+        r"""Warm-start the next :meth:`solve` from ``rho_k`` as if this solver had just
+        taken the step :math:`\rho_{k-1} \to \rho_k` with transport potential ``phi``
+        (the module docstring's warm start): for a solver that takes over a run from
+        another, e.g. :class:`~jkoflow.solvers.JKOScheme` changing from log to density
+        unknowns.  Densities (not log-densities), interpolated into this solver's
+        space; the next solve warm-starts when it is given ``rho_k``."""
+        self._previous_phi = Function(self.V).interpolate(phi)
+        if self.variable == "density":
+            if self._previous_increment is None:
+                self._previous_increment = Function(self.V, name="previous_increment")
+                self._previous_end = Function(self.V, name="previous_end")
+            self._previous_end.interpolate(rho_k)
+            self._previous_increment.interpolate(rho_k - rho_previous)
+
     def _continues_previous_step(self) -> bool:
         """Whether :math:`\rho_k` is the previous step's result (to round-off): the
         steps are chained, and the previous increment predicts this one."""

@@ -11,7 +11,7 @@ the same ``step()``/``advance_to(T)``/``run(n)``, observers ``obs(scheme)``, VTK
 output with the same field names, checkpoints (:class:`~jkoflow.solvers.Checkpointer`)
 and restart (:func:`~jkoflow.solvers.restart`).  After every step it also records
 energy, mass, transport cost, iteration counts and barrier levels in
-:attr:`JKOScheme.history`; the last step's
+:attr:`JKOScheme.history` (with the unknowns each step used); the last step's
 :class:`~jkoflow.solvers.benamou_brenier.TransportResult` is :attr:`JKOScheme.last_result`.
 A step that needed continuation in :math:`\eta` is reported as a warning.
 
@@ -42,6 +42,9 @@ from .representation import choose_variable
 
 __all__ = ["JKOScheme"]
 
+#: Floor of the densities whose logarithm is output after a change to density unknowns.
+_TINY = 1e-300
+
 
 class JKOScheme(Stepper):
     r"""Iterate JKO steps :math:`\rho_0 \mapsto \rho_1 \mapsto \dots`.
@@ -63,9 +66,13 @@ class JKOScheme(Stepper):
         :func:`~jkoflow.solvers.representation.choose_variable`: density unknowns for
         non-entropic energies, data that vanish somewhere, and steep tails (a
         predicted change of the log-density by more than 100 in one step); log
-        unknowns otherwise.  The choice is :attr:`variable`, and a checkpoint records
-        it (pass it explicitly to :func:`~jkoflow.solvers.restart` a run whose
-        restored density would be judged differently).
+        unknowns otherwise.  Log unknowns chosen so are judged again before every
+        step, at the current iterate and step size, and give way to density
+        unknowns for the rest of the run when the tails have steepened past the
+        limit (logged; the mass is carried over exactly and the new solver is
+        warm-started from the last step).  The current choice is :attr:`variable`;
+        each checkpointed snapshot records its own, and
+        :func:`~jkoflow.solvers.restart` continues in it.
     log_rho0
         Initial log-density (exact for Gaussians with P2 in the log representation;
         with density unknowns its exponential is interpolated).
@@ -102,16 +109,22 @@ class JKOScheme(Stepper):
         self.energy = energy
         self.geometry = energy.geometry
         self.eta = check_positive("eta (the JKO step size)", eta)
+        #: Whether the unknowns are chosen from the data (``variable=None``): then
+        #: log unknowns are re-judged before every step and give way to density
+        #: unknowns once a step's predicted log-density change exceeds the limit.
+        self.chooses_variable = variable is None and energy.entropic
         if variable is None:
             variable = choose_variable(energy, self.eta, rho0, log_rho=log_rho0,
                                        degree=degree, what="JKO scheme")
-        self.jko = JKOStep(energy, self.eta, N, degree=degree, variable=variable,
-                           barrier=barrier, correction=correction,
-                           quadrature_degree=quadrature_degree,
-                           solver_parameters=solver_parameters,
-                           solver_parameters_extra=solver_parameters_extra,
-                           options_prefix=options_prefix, appctx=appctx)
+        self._step_options = dict(degree=degree, barrier=barrier, correction=correction,
+                                  quadrature_degree=quadrature_degree,
+                                  solver_parameters=solver_parameters,
+                                  solver_parameters_extra=solver_parameters_extra,
+                                  options_prefix=options_prefix, appctx=appctx)
+        self.jko = JKOStep(energy, self.eta, N, variable=variable, **self._step_options)
         self.variable = self.jko.variable
+        self._switched_stats = (0, 0, 0)
+        self._previous_rho = None
         # The exact state is kept in the solver's representation (log-density for
         # entropic energies), so that chained steps conserve mass to round-off;
         # ``rho`` is its nodal density for output.
@@ -124,6 +137,7 @@ class JKOScheme(Stepper):
             self.jko.set_start(log_rho_k=log_rho0)
         self._state.assign(self.jko.start)
         self._rho = Function(self.jko.V, name="density")
+        # (kept after a change to density unknowns: the output fields stay the same)
         self._log_rho = Function(self.jko.V, name="log_density") if self.variable == "log" \
             else None
         self.phi = Function(self.jko.V, name="transport_potential")
@@ -170,10 +184,11 @@ class JKOScheme(Stepper):
     def _update_rho(self):
         if self.variable == "log":
             nodal_exp(self._state, self._rho)
-        else:
-            self._rho.assign(self._state)
-        if self._log_rho is not None:
             self._log_rho.assign(self._state)
+            return
+        self._rho.assign(self._state)
+        if self._log_rho is not None:   # a run that changed to density unknowns
+            self._log_rho.interpolate(ufl.ln(ufl.max_value(self._state, _TINY)))
 
     def energy_value(self) -> float:
         """:math:`J(\\rho_k)`, with the step solver's quadrature (the form is built once)."""
@@ -212,6 +227,9 @@ class JKOScheme(Stepper):
     def checkpoint_metadata(self) -> dict:
         """The protocol's record plus ``N``, ``degree``, ``eta``, quadrature degree."""
         meta = super().checkpoint_metadata()
+        if self.chooses_variable:
+            # the unknowns may change along the run: each snapshot records its own
+            meta["representation"] = "auto"
         if self.correction is not None:
             meta.update(correction=self.correction)
         meta.update(N=self.jko.N, degree=self.jko.degree, eta=self.eta,
@@ -244,7 +262,7 @@ class JKOScheme(Stepper):
                  "mass": self.mass(),
                  "min_rho": global_min(self._rho)}
         if result is not None:
-            entry.update(eta=float(self.jko.eta), cost=result.cost,
+            entry.update(eta=float(self.jko.eta), variable=self.variable, cost=result.cost,
                          snes_iterations=result.snes_iterations,
                          linear_iterations=result.linear_iterations,
                          barrier_levels=result.barrier_levels)
@@ -259,7 +277,11 @@ class JKOScheme(Stepper):
         """
         eta = self.eta if eta is None else check_positive("eta (the JKO step size)", eta)
         label = f"JKO step {self.step_number + 1}"
+        if self.chooses_variable and self.variable == "log":
+            self._judge_unknowns(eta, label)
         if self.variable == "log":
+            if self.chooses_variable:
+                self._previous_rho = self._rho.copy(deepcopy=True)
             result = self.jko.solve(eta=eta, log_rho_k=self._state, label=label)
             self._state.assign(result.log_rho)
         else:
@@ -282,6 +304,37 @@ class JKOScheme(Stepper):
         self._notify()
         return eta
 
+    def _judge_unknowns(self, eta: float, label: str):
+        r"""Before a log-unknown step of a scheme that chooses its unknowns: change to
+        density unknowns, for good, if the step's predicted log-density change
+        (:func:`~jkoflow.solvers.representation.predicted_log_change`) at the current
+        iterate exceeds the limit.  Steep tails steepen: on the double well at
+        :math:`\eta = 0.05` the prediction is 92 at :math:`\rho_0` and 175 before
+        step 2, where log unknowns kept throughout fail at step 4."""
+        if choose_variable(self.energy, eta, log_rho=self._state, degree=self.jko.degree,
+                           what=label) == "log":
+            return
+        logger.info("%s: the JKO scheme changes from log to density unknowns (the "
+                    "tails have steepened) and keeps them", label)
+        done = self.jko.solver_stats()
+        self._switched_stats = tuple(a + b for a, b in zip(self._switched_stats, done))
+        # the density of the log state, rescaled to its mass: mass stays exact
+        mass = self.mass()
+        rho = Function(self.jko.V).interpolate(self.rho_expr)
+        # built at the previous step's size, whose potential warm-starts this one
+        previous_eta = self.history[-1].get("eta", self.eta)
+        self.jko = JKOStep(self.energy, previous_eta, self.jko.N, variable="density",
+                           **self._step_options)
+        self.variable = "density"
+        rho *= mass / self.jko.mass(rho)
+        self._state.assign(rho)
+        previous_phi = self.phi.copy(deepcopy=True)
+        if self._previous_rho is not None:
+            self.jko.continue_from(self._previous_rho, self._state, previous_phi)
+        for cached in ("_energy_value", "_stepped_value"):
+            self.__dict__.pop(cached, None)
+        self._update_rho()
+
     def _advance(self, limit: float | None) -> float:
         return self.step(None if limit is None or limit >= self.eta * (1 - 1e-12)
                          else limit)
@@ -291,7 +344,7 @@ class JKOScheme(Stepper):
 
     def solver_stats(self) -> tuple[int, int, int]:
         """(steps, Newton iterations, linear iterations) so far."""
-        return self.jko.solver_stats()
+        return tuple(a + b for a, b in zip(self._switched_stats, self.jko.solver_stats()))
 
 
 def load_checkpoint(path: str, comm=None):

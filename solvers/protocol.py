@@ -95,7 +95,8 @@ class Stepper(SolverStats):
         """Per-snapshot numbers stored with every checkpointed state (floats)."""
         return {"time": float(self.t), "dt": float(self.dt), "step": float(self.step_number),
                 "energy": self.energy_value(), "mass": self.mass(),
-                "reference_mass": float(getattr(self, "initial_mass", self.mass()))}
+                "reference_mass": float(getattr(self, "initial_mass", self.mass())),
+                "log_state": float(self.variable == "log")}
 
     def restore(self, state: Function, info: dict):
         """Put a checkpointed ``state`` (same space) and its ``info`` back: the state, the

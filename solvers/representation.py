@@ -47,13 +47,17 @@ throughout, but each of their iterations costs 3--5 times more (duals, more
 unknowns), so in CPU seconds log unknowns are cheaper up to :math:`\Lambda = 42`
 and 30 % dearer at 75; and they keep what only they have (Gaussians exact with
 :math:`P_2`, the limit energy).  The limit therefore sits where log unknowns stop
-converging.  It is judged at :math:`\rho_0` only, and later steps can be harder: on
-the steep-tails cases at :math:`\eta = 0.05` (:math:`\Lambda = 92`--96) log unknowns
-are kept and need up to 181 iterations in a later step, or fail on the coarsest mesh
-(``benchmarks/results/steep_tails.md``).  A limit of 50 (the cost crossover) was
-tried and reverted: it also took density unknowns for 1D Gaussians on a wide box at
-:math:`\eta = T/8`, where log unknowns are exact with :math:`P_2` and a second-order
-test needs them.  The steep-tails cases of the issue tracker
+converging.  Tails steepen, so one judgement at :math:`\rho_0` is not enough: on the
+steep-tails cases at :math:`\eta = 0.05`, :math:`\Lambda` is 92--96 at :math:`\rho_0`
+and 175--2400 after one step, and log unknowns kept throughout need up to 181
+iterations in a later step, or fail on the coarsest mesh
+(``benchmarks/results/steep_tails.md``).  :class:`~jkoflow.solvers.JKOScheme`
+therefore judges its log unknowns again before every step and changes to density
+unknowns, for good, once :math:`\Lambda` exceeds the limit; its default then takes
+every warm step of those runs in 17--19 Newton iterations.  A limit of 50 (the cost
+crossover) was tried and reverted: it also took density unknowns for 1D Gaussians on
+a wide box at :math:`\eta = T/8`, where log unknowns are exact with :math:`P_2` and a
+second-order test needs them.  The steep-tails cases of the issue tracker
 (double well and quartic from :math:`N(0.5, 0.25)`, :math:`\eta = 0.1`) have
 :math:`\Lambda \approx 190`; a smooth 2D KL step from a Gaussian bump 12.6.
 

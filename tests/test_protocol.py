@@ -174,7 +174,7 @@ def test_checkpoint_records_and_returns_densities(tmp_path):
 def test_restart_refuses_mismatch(tmp_path):
     geom, rho0 = start("jko")
     path = str(tmp_path / "jko.h5")
-    scheme = make("jko", geom, rho0, checkpoint=path)
+    scheme = make("jko", geom, rho0, checkpoint=path, variable="log")
     scheme.step()
 
     def build(**kw):
@@ -184,7 +184,7 @@ def test_restart_refuses_mismatch(tmp_path):
             if "solver" in kw:
                 return kw["solver"](kl(g, V), rho)
             return JKOScheme(kl(g, V), rho, kw.get("eta", 0.1), kw.get("N", 2), degree=1,
-                             variable=kw.get("variable"))
+                             variable=kw.get("variable", "log"))
         return b
 
     with pytest.raises(CheckpointError, match="N: checkpoint 2, solver 3"):
@@ -193,6 +193,9 @@ def test_restart_refuses_mismatch(tmp_path):
         restart(path, build(eta=0.2))
     with pytest.raises(CheckpointError, match="representation: checkpoint 'log', solver 'density'"):
         restart(path, build(variable="density"))
+    # a scheme that chooses its unknowns records that, not its first choice
+    with pytest.raises(CheckpointError, match="representation: checkpoint 'log', solver 'auto'"):
+        restart(path, build(variable=None))
     with pytest.raises(CheckpointError, match="solver: checkpoint 'JKOScheme'"):
         restart(path, build(solver=lambda e, r: WassersteinGradientFlow(e, r, 0.1)))
     # another potential: the recorded energy at the restored state differs
