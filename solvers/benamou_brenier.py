@@ -83,7 +83,7 @@ from .common import (FormValue, SolverDivergedError, SolverStats, check_int, glo
                      logger, nodal_exp, solve_or_raise)
 from .continuation import solve_with_continuation
 from .interior_point import DEFAULT_BARRIER, InteriorPoint
-from .presets import preset, resolve_parameters
+from .presets import resolve_parameters
 
 __all__ = ["BenamouBrenier", "TransportResult", "DEFAULT_BARRIER",
            "density_unknowns_supported"]
@@ -189,7 +189,12 @@ class BenamouBrenier(SolverStats):
     solver_parameters, solver_parameters_extra, options_prefix, appctx
         Options by the rule of :func:`~jkoflow.solvers.resolve_parameters` (a preset
         name or a full dict, updated by the extra dict); the default is the
-        ``"direct"`` preset.
+        ``"direct"`` preset.  A named preset is adapted to the formulation: no
+        merit-function line search (the interior point and the log clipping set the
+        whole step), at least the barrier's ``max_it`` Newton iterations for density
+        unknowns, ``snes_rtol`` at most 1e-12 for log unknowns, and for a geodesic with
+        log unknowns GMRES around an LU instead of ``preonly`` (the potentials' null
+        space).  A dict is taken as given.
     """
 
     def __init__(self, geometry, N: int, terminal=None, *, degree: int = 1,
@@ -294,24 +299,33 @@ class BenamouBrenier(SolverStats):
         # pre-check (see _limit_log_step for why not a merit-function line search).
         # With both ends fixed the Jacobian is singular (a constant potential shift):
         # GMRES preconditioned by a null-pivot-tolerant LU, with the null space removed.
-        if variable == "density":
-            default = preset("direct", snes_linesearch_type="basic",
-                             snes_max_it=self.barrier["max_it"])
-        else:
-            # rtol 1e-12: one more (quadratic) step at most; the mass, exact up to the
-            # continuity rows' residual, then holds to ~1e-13 (1e-10: ~1e-11).
-            default = preset("direct", snes_linesearch_type="basic", snes_rtol=1e-12)
-        if nullspace is not None:
-            # GMRES + LU reaches ~1e-11 relative in one iteration and then stagnates at
-            # the LU's accuracy, which degrades with the mesh (the tails' rows are tiny):
-            # rtol 1e-12 broke down at 144^2 cells after 60 iterations at 2e-12.  Near
-            # convergence the right-hand side is itself small and the stagnation level
-            # (~4e-12 absolute at 144^2) can exceed any relative tolerance.  So: rtol
-            # 1e-9, and at most 20 iterations, whose last (least-residual) iterate is
-            # Newton's step (ksp_converged_maxits); Newton's own test still decides.
-            default.update(ksp_type="gmres", ksp_rtol=1e-9, ksp_atol=0.0, ksp_max_it=20,
-                           ksp_converged_maxits=True)
-        params = resolve_parameters(solver_parameters, solver_parameters_extra, default)
+        # Named presets (the default "direct" included) are adapted to the formulation;
+        # a dict is taken as given.
+        max_it = self.barrier["max_it"]
+
+        def tune(params: dict) -> dict:
+            params["snes_linesearch_type"] = "basic"
+            if variable == "density":
+                params["snes_max_it"] = max(int(params.get("snes_max_it", 0)), max_it)
+            else:
+                # rtol 1e-12: one more (quadratic) step at most; the mass, exact up to
+                # the continuity rows' residual, then holds to ~1e-13 (1e-10: ~1e-11).
+                params["snes_rtol"] = min(float(params.get("snes_rtol", 1.0)), 1e-12)
+            if nullspace is not None and params.get("ksp_type") == "preonly":
+                # GMRES + LU reaches ~1e-11 relative in one iteration and then stagnates
+                # at the LU's accuracy, which degrades with the mesh (the tails' rows are
+                # tiny): rtol 1e-12 broke down at 144^2 cells after 60 iterations at
+                # 2e-12.  Near convergence the right-hand side is itself small and the
+                # stagnation level (~4e-12 absolute at 144^2) can exceed any relative
+                # tolerance.  So: rtol 1e-9, and at most 20 iterations, whose last
+                # (least-residual) iterate is Newton's step (ksp_converged_maxits);
+                # Newton's own test still decides.
+                params.update(ksp_type="gmres", ksp_rtol=1e-9, ksp_atol=0.0,
+                              ksp_max_it=20, ksp_converged_maxits=True)
+            return params
+
+        params = resolve_parameters(solver_parameters, solver_parameters_extra, "direct",
+                                    tune=tune)
         self.check_preconditioner(str(params.get("pc_python_type", "")))
         # The iterative preset's preconditioner reads the field layout from here.
         appctx = {"jko_transport": self, **(appctx or {})}

@@ -27,6 +27,8 @@ from firedrake.exceptions import ConvergenceError
 from firedrake.petsc import PETSc
 from mpi4py import MPI
 
+from .presets import preset
+
 __all__ = ["SolverDivergedError", "check_density", "check_positive", "check_int",
            "check_potential", "solve_or_raise", "SolverStats", "logger", "log_handler",
            "set_log_level", "Progress", "PROGRESS_INTERVAL", "global_min", "global_max",
@@ -262,16 +264,93 @@ def _enlarge_mumps_workspace(solver, what: str, its: int) -> bool:
     return True
 
 
+#: Newton iterations taken with a direct solve after the iterative KKT solve failed
+#: (:func:`solve_or_raise`), and after how many such failures in one solve the rest
+#: of it is solved directly.
+DIRECT_RESCUE_ITERATIONS = 2
+DIRECT_RESCUE_RETRIES = 3
+
+
+class _DirectRescue:
+    """Newton steps with a direct solve (MUMPS LU) where a KKT preconditioner failed.
+
+    A preconditioner opts in with a true class attribute ``rescue_with_direct_solve``
+    (:class:`~jkoflow.solvers.preconditioners.KKTPreconditioner`).  :meth:`start`
+    swaps the SNES's KSP to ``preonly`` + LU; after
+    :data:`DIRECT_RESCUE_ITERATIONS` Newton steps (counted by a SNES monitor) or at
+    the end of the solve, :meth:`restore` puts the Krylov method and the *same*
+    preconditioner object back (it keeps its state and refreshes its blocks from the
+    next Jacobian)."""
+
+    def __init__(self, solver):
+        self.solver, self.saved, self.left = solver, None, 0
+        self.steps = 0
+        solver.snes.setMonitor(self._monitor)
+
+    @staticmethod
+    def applies(solver) -> bool:
+        pc = solver.snes.getKSP().getPC()
+        return pc.getType() == "python" and getattr(
+            pc.getPythonContext(), "rescue_with_direct_solve", False)
+
+    def start(self, iterations: int | None):
+        """Direct solves for the next ``iterations`` Newton steps (``None``: the rest
+        of the solve), with the ``"direct"`` preset's MUMPS options unless set."""
+        ksp = self.solver.snes.getKSP()
+        pc = ksp.getPC()
+        self.saved = (ksp.getType(), pc.getPythonContext())
+        for key, value in preset("direct").items():
+            if key.startswith("mat_mumps"):
+                self.solver.parameters.setdefault(key, value)
+        ksp.setType("preonly")
+        pc.setType("lu")
+        pc.setFactorSolverType("mumps")
+        self.left = iterations if iterations is not None else -1
+
+    def _monitor(self, snes, it, fnorm):
+        if self.saved is None or it == 0:
+            return
+        self.steps += 1
+        if self.left > 0:
+            self.left -= 1
+            if self.left == 0:
+                self.restore()
+
+    def restore(self):
+        if self.saved is None:
+            return
+        ksp_type, ctx = self.saved
+        ksp = self.solver.snes.getKSP()
+        pc = ksp.getPC()
+        ksp.setType(ksp_type)
+        restart = self.solver.parameters.get("ksp_gmres_restart")
+        if restart is not None and ksp_type in ("gmres", "fgmres"):
+            ksp.setGMRESRestart(int(restart))
+        pc.setType("python")
+        pc.setPythonContext(ctx)
+        self.saved = None
+
+
 def solve_or_raise(solver, what: str, history: list | None = None):
     """Solve a ``NonlinearVariationalSolver``; on failure raise with the history.
 
-    One failure is repaired, not raised: MUMPS running out of the workspace it
-    reserved at the analysis (``FACTOR_OUTMEMORY``).  That happens when numerical
-    pivoting delays many pivots, as in KKT systems whose entries span hundreds of
-    orders of magnitude (densities near :math:`10^{-300}`).  The workspace
-    allowance ``ICNTL(14)`` is then raised fourfold (at most
-    :data:`MUMPS_WORKSPACE_RETRIES` times per solve, with a warning) and Newton goes
-    on from the iterate where the factorisation failed.
+    Two linear-solver failures are repaired, not raised, and Newton goes on from the
+    iterate where the linear solve failed:
+
+    * MUMPS running out of the workspace it reserved at the analysis
+      (``FACTOR_OUTMEMORY``).  That happens when numerical pivoting delays many
+      pivots, as in KKT systems whose entries span hundreds of orders of magnitude
+      (densities near :math:`10^{-300}`).  The workspace allowance ``ICNTL(14)`` is
+      raised fourfold (at most :data:`MUMPS_WORKSPACE_RETRIES` times per solve, with
+      a warning).
+    * An iterative KKT solve that failed (a preconditioner with
+      ``rescue_with_direct_solve``, e.g. the ``"sweep"`` preset): far from the
+      solution a few Newton iterates can defeat the preconditioner (strongly
+      indefinite transport blocks).  The next :data:`DIRECT_RESCUE_ITERATIONS`
+      Newton steps are solved by MUMPS, then the preconditioner takes over again;
+      after :data:`DIRECT_RESCUE_RETRIES` such failures in one solve, MUMPS solves
+      the rest of it (each with a warning).  The next solve starts with the
+      preconditioner again.
 
     Parameters
     ----------
@@ -298,7 +377,10 @@ def solve_or_raise(solver, what: str, history: list | None = None):
         snes.setMonitor(_history_monitor(solver._jkoflow_history))
     hist = solver._jkoflow_history
     hist.clear()
-    its = lits = retries = 0
+    rescue = getattr(solver, "_jkoflow_rescue", None)
+    if rescue is None and _DirectRescue.applies(solver):
+        rescue = solver._jkoflow_rescue = _DirectRescue(solver)
+    its = lits = retries = rescues = 0
     try:
         while True:
             try:
@@ -307,10 +389,23 @@ def solve_or_raise(solver, what: str, history: list | None = None):
                 reason = snes.getConvergedReason()
                 its += snes.getIterationNumber()
                 lits += snes.getLinearSolveIterations()
-                if (reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE
-                        and retries < MUMPS_WORKSPACE_RETRIES
+                linear = reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE
+                if (linear and retries < MUMPS_WORKSPACE_RETRIES
                         and _enlarge_mumps_workspace(solver, what, its)):
                     retries += 1
+                    continue
+                if linear and rescue is not None and rescue.saved is None:
+                    ksp = snes.getKSP()
+                    rescues += 1
+                    last = rescues >= DIRECT_RESCUE_RETRIES
+                    logger.warning(
+                        "%s: the iterative KKT solve failed at Newton iteration %d (KSP "
+                        "reason %s after %d iterations, failure %d of this solve); %s",
+                        what, its, ksp.getConvergedReason(), ksp.getIterationNumber(),
+                        rescues, "the rest of the solve uses a direct solve (MUMPS)" if last
+                        else f"the next {DIRECT_RESCUE_ITERATIONS} Newton steps use a direct "
+                        "solve (MUMPS), then the preconditioner again")
+                    rescue.start(None if last else DIRECT_RESCUE_ITERATIONS)
                     continue
                 lines = "\n".join(f"    {it:3d} SNES residual {r:.6e}" for it, r in hist)
                 raise SolverDivergedError(
@@ -322,6 +417,8 @@ def solve_or_raise(solver, what: str, history: list | None = None):
             lits += snes.getLinearSolveIterations()
             return its, lits
     finally:
+        if rescue is not None:
+            rescue.restore()
         if history is not None:
             history.extend(hist)
 

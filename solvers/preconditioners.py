@@ -71,7 +71,13 @@ shared), and differ in the Schur complement :math:`S = C - B\Lambda^{-1}B^\top`:
   :math:`\Lambda^{-1}` huge and amplify the preconditioner's inexactness.
   A sweep block whose Krylov solve fails is solved by its LU from then on, logged
   (options ``sweep_fallback_``; far from the solution a block can be strongly
-  indefinite, see :meth:`TransportSweepPC._solve`).
+  indefinite, see :meth:`TransportSweepPC._solve`).  An outer solve that fails
+  nonetheless is rescued by two Newton steps with MUMPS, after which this
+  preconditioner takes over again (:func:`~jkoflow.solvers.common.solve_or_raise`,
+  logged): the cold step on :math:`144^2` cells, whose fourth Newton iterate the
+  Schur approximation cannot handle (FGMRES at :math:`10^{-3}` after 200
+  iterations, even with every block solved by LU), then converges in 20 Newton
+  iterations, as with MUMPS.
   Free end, :math:`P_1` only.
 * :class:`TransportSchurPC` (preset ``"schur-amg"``) assembles :math:`-S`, a
   space--time elliptic operator, ordered node by node with block size :math:`N`, and
@@ -112,6 +118,9 @@ class KKTPreconditioner(PCBase):
     (every Jacobian), and ``apply``."""
 
     needs_python_pmat = False
+    #: A failed outer solve is rescued by a few direct Newton steps
+    #: (:func:`~jkoflow.solvers.common.solve_or_raise`).
+    rescue_with_direct_solve = True
 
     def initialize(self, pc):
         name = type(self).__name__
