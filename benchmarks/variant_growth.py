@@ -91,8 +91,8 @@ def measure(n: int, variant: str) -> dict:
 
 
 def kept_rows(quick: bool) -> dict:
-    """The rows of the existing results table by variant: ``--variants`` reruns some
-    variants and keeps the others' rows."""
+    """The rows of the existing results table by variant and mesh: ``--variants`` and
+    ``--sizes`` rerun some of them and keep the others."""
     path = results_path("variant_growth", quick) + ".md"
     rows: dict = {}
     if os.path.exists(path):
@@ -100,13 +100,26 @@ def kept_rows(quick: bool) -> dict:
             for line in fh:
                 cells = line.split("|")
                 if len(cells) > 2 and cells[1].strip() in VARIANTS:
-                    rows.setdefault(cells[1].strip(), []).append(line.rstrip("\n"))
+                    rows.setdefault(cells[1].strip(), {})[int(cells[2])] = line.rstrip("\n")
     return rows
 
 
-def main(quick: bool, variants):
+def _previous(rows: dict, n: int) -> dict | None:
+    """Unknowns and CPU seconds of the kept row of the largest mesh below ``n`` (for
+    the exponent of a rerun mesh), or ``None``."""
+    below = [m for m in rows if m < n]
+    if not below:
+        return None
+    cells = rows[max(below)].split("|")
+    try:
+        return {"unknowns": float(cells[3]), "cpu": float(cells[6])}
+    except ValueError:          # a failed row
+        return None
+
+
+def main(quick: bool, variants, sizes=None):
     set_log_level("WARNING")
-    sizes = (24, 48) if quick else (24, 48, 96, 144)
+    sizes = sizes or ((24, 48) if quick else (24, 48, 96, 144))
     lines = ["# Warm solve cost against unknowns, every variant", "",
              f"{COMM_WORLD.size} MPI rank(s); 2D KL to N(0, I) on [-3, 3]^2, P1, N = 4, "
              "eta = 0.05 (geodesic: the bump to its translate by (1, 0.5)); squares cut "
@@ -117,24 +130,26 @@ def main(quick: bool, variants):
              "CPU s | CPU s per Newton it | p |", "|---|---|---|---|---|---|---|---|"]
     kept = kept_rows(quick)
     for variant in VARIANTS:
-        if variant not in variants:
-            lines += kept.get(variant, [])
-            continue
-        prev = None
-        for n in sizes:
-            try:
-                r = measure(n, variant)
-            except SolverDivergedError as err:
-                lines.append(f"| {variant} | {n} | | failed: {str(err).splitlines()[0][:80]} "
-                             "| | | | |")
-                PETSc.Sys.Print(lines[-1])
-                break
-            p = (f"{np.log(r['cpu'] / prev['cpu']) / np.log(r['unknowns'] / prev['unknowns']):.2f}"
-                 if prev else "")
-            lines.append(f"| {variant} | {n} | {r['unknowns']} | {r['its']} | {r['krylov']} | "
-                         f"{r['cpu']:.2f} | {r['cpu_per_it']:.3f} | {p} |")
-            PETSc.Sys.Print(lines[-1])
-            prev = r
+        rows = dict(kept.get(variant, {}))
+        if variant in variants:
+            for n in sizes:
+                rows.pop(n, None)
+            prev = _previous(rows, min(sizes))
+            for n in sizes:
+                try:
+                    r = measure(n, variant)
+                except SolverDivergedError as err:
+                    rows[n] = (f"| {variant} | {n} | | failed: "
+                               f"{str(err).splitlines()[0][:80]} | | | | |")
+                    PETSc.Sys.Print(rows[n])
+                    break
+                p = (f"{np.log(r['cpu'] / prev['cpu']) / np.log(r['unknowns'] / prev['unknowns']):.2f}"
+                     if prev else "")
+                rows[n] = (f"| {variant} | {n} | {r['unknowns']} | {r['its']} | {r['krylov']} | "
+                           f"{r['cpu']:.2f} | {r['cpu_per_it']:.3f} | {p} |")
+                PETSc.Sys.Print(rows[n])
+                prev = r
+        lines += [rows[n] for n in sorted(rows)]
     if COMM_WORLD.rank == 0:
         write_table("variant_growth", lines, quick)
 
@@ -145,5 +160,7 @@ if __name__ == "__main__":
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
                         help="rerun these variants only; the other rows of the results "
                              "table are kept")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help="cells per side to (re)run; the other meshes' rows are kept")
     args = parser.parse_args()
-    main(args.quick, args.variants)
+    main(args.quick, args.variants, tuple(args.sizes) if args.sizes else None)

@@ -603,6 +603,17 @@ def test_sweep_block_fallback_parallel():
 
 
 @pytest.mark.parallel(nprocs=2)
+def test_outer_solve_rescue_parallel():
+    """The direct rescue of failed outer solves (forced: at most 6 FGMRES iterations)
+    on 2 ranks: the KSP is swapped to MUMPS and back on every rank alike, and the step
+    reproduces the serial direct answer."""
+    par = schur_step(COMM_WORLD, "schur", n=12, N=4, extra={"ksp_max_it": 6})
+    ser = schur_step(COMM_SELF, "direct", n=12, N=4)
+    assert abs(par[0] - ser[0]) < 1e-7 * ser[0]
+    assert abs(par[1] - ser[1]) < 1e-7 * ser[1]
+
+
+@pytest.mark.parallel(nprocs=2)
 def test_iterative_schur_solver_parallel():
     """The transport-sweep preconditioner on 2 ranks (distributed block solves and
     AMG) reproduces the serial direct answer."""
