@@ -119,7 +119,7 @@ def _previous(rows: dict, n: int) -> dict | None:
 
 def main(quick: bool, variants, sizes=None):
     set_log_level("WARNING")
-    sizes = sizes or ((24, 48) if quick else (24, 48, 96, 144))
+    sizes = sorted(sizes or ((24, 48) if quick else (24, 48, 96, 144)))
     lines = ["# Warm solve cost against unknowns, every variant", "",
              f"{COMM_WORLD.size} MPI rank(s); 2D KL to N(0, I) on [-3, 3]^2, P1, N = 4, "
              "eta = 0.05 (geodesic: the bump to its translate by (1, 0.5)); squares cut "

@@ -196,12 +196,20 @@ class Checkpointer:
             _check_readable(self.path, comm)
             with _open(self.path, "r", comm) as f:
                 recorded = _read_metadata(f, self.path)
+                hist = _history(f, _mesh_of(solver.state), recorded["state"], self.path)
+                if meta.get("representation") == "auto" and "log_state" not in hist:
+                    raise CheckpointError(
+                        f"cannot resume checkpoint {self.path!r} with a JKO scheme that "
+                        "chooses its unknowns: the file was written with fixed "
+                        f"{recorded['representation']!r} unknowns and has no per-snapshot "
+                        "record of them, which such a scheme needs (it may change them). "
+                        f"Build the scheme with variable={recorded['representation']!r} to "
+                        "continue this file, or write a new one")
                 diff = _differences(recorded, meta)
                 if diff:
                     raise CheckpointError(
                         f"cannot resume checkpoint {self.path!r} with this solver: it was "
                         "written by a different run:\n  " + "\n  ".join(diff))
-                hist = _history(f, _mesh_of(solver.state), recorded["state"], self.path)
             self._steps = {int(k): float(t) for k, t in zip(hist["index"], hist["time"])}
             self._resumed_at = solver.step_number
             return
@@ -389,7 +397,12 @@ def restart(path: str, build, *, step: int | None = None, comm=None, ignore=(),
         if not hasattr(solver, attr):
             raise TypeError(f"restart: build() must return a jkoflow evolution solver, got "
                             f"{type(solver).__name__}")
-    diff = _differences(snap.metadata, _metadata(solver), ignore)
+    current = _metadata(solver)
+    if current.get("representation") == "auto" and "log_state" not in snap.info:
+        # a run with fixed unknowns (no per-snapshot record): a scheme that chooses its
+        # unknowns was built in the recorded ones (recorded_variable) and continues so
+        current["representation"] = solver.variable
+    diff = _differences(snap.metadata, current, ignore)
     if diff:
         raise CheckpointError(f"cannot restart from {path!r}: the rebuilt solver does not "
                               "match the checkpoint:\n  " + "\n  ".join(diff))

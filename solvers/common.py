@@ -282,41 +282,44 @@ class _DirectRescue:
     preconditioner object back (it keeps its state and refreshes its blocks from the
     next Jacobian)."""
 
-    def __init__(self, solver):
+    def __init__(self, solver) -> None:
         self.solver, self.saved, self.left = solver, None, 0
-        self.steps = 0
         solver.snes.setMonitor(self._monitor)
 
     @staticmethod
     def applies(solver) -> bool:
+        """Whether ``solver``'s preconditioner asks to be rescued."""
         pc = solver.snes.getKSP().getPC()
         return pc.getType() == "python" and getattr(
             pc.getPythonContext(), "rescue_with_direct_solve", False)
 
-    def start(self, iterations: int | None):
+    def start(self, iterations: int | None) -> None:
         """Direct solves for the next ``iterations`` Newton steps (``None``: the rest
-        of the solve), with the ``"direct"`` preset's MUMPS options unless set."""
+        of the solve), with the ``"direct"`` preset's MUMPS options unless set (as the
+        solver's defaults: they leave PETSc's options database with its others)."""
         ksp = self.solver.snes.getKSP()
         pc = ksp.getPC()
         self.saved = (ksp.getType(), pc.getPythonContext())
         for key, value in preset("direct").items():
             if key.startswith("mat_mumps"):
-                self.solver.parameters.setdefault(key, value)
+                self.solver.set_default_parameter(key, value)
         ksp.setType("preonly")
         pc.setType("lu")
         pc.setFactorSolverType("mumps")
         self.left = iterations if iterations is not None else -1
 
-    def _monitor(self, snes, it, fnorm):
+    def _monitor(self, snes, it: int, fnorm: float) -> None:
         if self.saved is None or it == 0:
             return
-        self.steps += 1
         if self.left > 0:
             self.left -= 1
             if self.left == 0:
                 self.restore()
 
-    def restore(self):
+    def restore(self) -> None:
+        """Put the Krylov method (type and GMRES restart from the solver's options;
+        other type-specific settings take their defaults) and the saved
+        preconditioner back; nothing if no rescue is active."""
         if self.saved is None:
             return
         ksp_type, ctx = self.saved

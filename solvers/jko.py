@@ -357,8 +357,18 @@ class JKOStep(BenamouBrenier):
         taken the step :math:`\rho_{k-1} \to \rho_k` with transport potential ``phi``
         (the module docstring's warm start): for a solver that takes over a run from
         another, e.g. :class:`~jkoflow.solvers.JKOScheme` changing from log to density
-        unknowns.  Densities (not log-densities), interpolated into this solver's
-        space; the next solve warm-starts when it is given ``rho_k``."""
+        unknowns.
+
+        Parameters
+        ----------
+        rho_previous, rho_k
+            :math:`\rho_{k-1}` and :math:`\rho_k`: densities (not log-densities),
+            interpolated into this solver's space.  The next solve warm-starts when it
+            is given ``rho_k``.
+        phi
+            The transport potential of that step, for the step size this solver was
+            built with (a later ``eta`` rescales it).
+        """
         self._previous_phi = Function(self.V).interpolate(phi)
         if self.variable == "density":
             if self._previous_increment is None:

@@ -23,7 +23,10 @@ two :math:`\eta/4` terms cancel to first order, so the iterates follow the WGF o
 :math:`J` itself to second order in :math:`\eta`.  The scheme stays variational:
 :math:`F_\eta` decreases along the iterates (:meth:`JKOScheme.stepped_energy`, the
 ``stepped_energy`` history entry), mass is conserved exactly and positivity holds as
-for plain JKO.
+for plain JKO.  (With log unknowns the correction is built on the projected potential
+:math:`\Pi_h V`, with density unknowns on :math:`V`: a scheme that changes its unknowns
+changes :math:`F_\eta` by :math:`O(\eta h^{k+1})` at that step, and the recorded
+``stepped_energy`` decreases from there on.)
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from .common import FormValue, check_positive, global_min, logger, nodal_exp
 from .jko import JKOStep
 from .observers import VTKOutput
 from .protocol import Stepper
+from .benamou_brenier import density_unknowns_supported
 from .representation import choose_variable
 
 __all__ = ["JKOScheme"]
@@ -125,6 +129,8 @@ class JKOScheme(Stepper):
         self.variable = self.jko.variable
         self._switched_stats = (0, 0, 0)
         self._previous_rho = None
+        # (no interior point with P2 on triangles: log unknowns stay, see choose_variable)
+        self._may_change = density_unknowns_supported(self.geometry, degree)
         # The exact state is kept in the solver's representation (log-density for
         # entropic energies), so that chained steps conserve mass to round-off;
         # ``rho`` is its nodal density for output.
@@ -137,9 +143,10 @@ class JKOScheme(Stepper):
             self.jko.set_start(log_rho_k=log_rho0)
         self._state.assign(self.jko.start)
         self._rho = Function(self.jko.V, name="density")
-        # (kept after a change to density unknowns: the output fields stay the same)
-        self._log_rho = Function(self.jko.V, name="log_density") if self.variable == "log" \
-            else None
+        # (for a scheme that may change its unknowns, kept after a change to density
+        # unknowns: the output fields stay the same)
+        self._log_rho = (Function(self.jko.V, name="log_density")
+                         if self.variable == "log" or self.chooses_variable else None)
         self.phi = Function(self.jko.V, name="transport_potential")
         self._update_rho()
         self._init_protocol(k0)
@@ -220,7 +227,8 @@ class JKOScheme(Stepper):
         return self.jko.mass(self._state)
 
     def output_functions(self) -> list[Function]:
-        """``density``, ``log_density`` (log variable), ``transport_potential``."""
+        """``density``, ``log_density`` (log unknowns, or a scheme that chooses its
+        unknowns: the logarithm of the density after a change), ``transport_potential``."""
         return [self._rho] + ([self._log_rho] if self._log_rho is not None else []) \
             + [self.phi]
 
@@ -239,11 +247,15 @@ class JKOScheme(Stepper):
     def snapshot_info(self) -> dict:
         info = super().snapshot_info()
         info["dt"] = float(self.history[-1].get("eta", self.eta))
+        if self.chooses_variable:
+            # the unknowns may change along the run: each snapshot records its own
+            info["log_state"] = float(self.variable == "log")
         return info
 
     def _restore_state(self, state: Function, info: dict):
         self._state.assign(state)
         self.t = float(info["time"])
+        self._previous_rho = None
         self._update_rho()
         self.phi.assign(0.0)
 
@@ -277,7 +289,7 @@ class JKOScheme(Stepper):
         """
         eta = self.eta if eta is None else check_positive("eta (the JKO step size)", eta)
         label = f"JKO step {self.step_number + 1}"
-        if self.chooses_variable and self.variable == "log":
+        if self.chooses_variable and self.variable == "log" and self._may_change:
             self._judge_unknowns(eta, label)
         if self.variable == "log":
             if self.chooses_variable:

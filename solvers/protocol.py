@@ -26,7 +26,7 @@ Observers
 Output
     ``output_functions()``: the fields written by :class:`~jkoflow.solvers.VTKOutput`,
     named the same way by every solver: ``"density"``, then ``"log_density"`` for the
-    log variable, then the solver's potential (``"chemical_potential"`` for the
+    log variable (and a JKO scheme that may change to it), then the solver's potential (``"chemical_potential"`` for the
     JKO-Flow, ``"transport_potential"`` for the JKO scheme).
 Checkpoints
     ``checkpoint_metadata()`` (what a restart must match), ``restore(...)`` (used by
@@ -95,8 +95,7 @@ class Stepper(SolverStats):
         """Per-snapshot numbers stored with every checkpointed state (floats)."""
         return {"time": float(self.t), "dt": float(self.dt), "step": float(self.step_number),
                 "energy": self.energy_value(), "mass": self.mass(),
-                "reference_mass": float(getattr(self, "initial_mass", self.mass())),
-                "log_state": float(self.variable == "log")}
+                "reference_mass": float(getattr(self, "initial_mass", self.mass()))}
 
     def restore(self, state: Function, info: dict):
         """Put a checkpointed ``state`` (same space) and its ``info`` back: the state, the

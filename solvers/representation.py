@@ -136,9 +136,9 @@ def recorded_variable(variable: str | None):
 
     :func:`~jkoflow.solvers.restart` rebuilds a solver from the *restored* density,
     which the rule may judge differently from the run's initial one (smoother later);
-    it wraps the user's ``build`` in this context with the checkpoint's recorded
+    it wraps the user's ``build`` in this context with the restored snapshot's
     representation, so that a scheme built without ``variable`` continues in the
-    unknowns it was checkpointed in.  ``None`` or another value: no effect.
+    unknowns that snapshot was taken in.  ``None`` or another value: no effect.
     """
     token = _RECORDED.set(variable if variable in ("log", "density") else None)
     try:

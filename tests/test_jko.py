@@ -553,6 +553,9 @@ def test_failed_outer_solve_is_rescued_by_direct_newton_steps(monkeypatch):
     assert all(c is ctx for c, _ in seen) and ctx.applications > seen[0][1]
     assert abs(res.cost - direct[0]) < 1e-7 * direct[0]
     assert abs(res.snes_iterations - direct[2]) <= 2
+    # the rescue's MUMPS options leave PETSc's options database with the solver's own
+    left = [k for k in PETSc.Options().getAll() if "mat_mumps" in k]
+    assert left == [], left
 
 
 @pytest.mark.parametrize("solver", ["schur", "schur-amg"])
@@ -572,6 +575,8 @@ def test_preconditioner_failure_does_not_stick(solver):
     step.solver.snes.getKSP().getPC().setFailedReason(PETSc.PC.FailedReason.SUBPC_ERROR)
     again = step.solve(rho0)
     assert again.snes_iterations == first.snes_iterations
+    # the same Krylov work too: a sticking failure would now be rescued by MUMPS
+    assert again.linear_iterations == first.linear_iterations
     assert abs(again.cost - first.cost) < 1e-10 * first.cost
 
 
@@ -603,11 +608,26 @@ def test_sweep_block_fallback_parallel():
 
 
 @pytest.mark.parallel(nprocs=2)
-def test_outer_solve_rescue_parallel():
+def test_outer_solve_rescue_parallel(monkeypatch):
     """The direct rescue of failed outer solves (forced: at most 6 FGMRES iterations)
-    on 2 ranks: the KSP is swapped to MUMPS and back on every rank alike, and the step
-    reproduces the serial direct answer."""
-    par = schur_step(COMM_WORLD, "schur", n=12, N=4, extra={"ksp_max_it": 6})
+    on 2 ranks: the KSP is swapped to MUMPS and back on every rank alike (a second
+    failure needs the preconditioner back), and the step reproduces the serial
+    direct answer."""
+    monkeypatch.setattr(common, "DIRECT_RESCUE_RETRIES", 100)
+    rescues = []
+
+    class Rescues(logging.Handler):
+        def emit(self, record):
+            if "iterative KKT solve failed" in record.getMessage():
+                rescues.append(record.getMessage())
+
+    handler = Rescues()
+    logger.addHandler(handler)
+    try:
+        par = schur_step(COMM_WORLD, "schur", n=12, N=4, extra={"ksp_max_it": 6})
+    finally:
+        logger.removeHandler(handler)
+    assert len(rescues) >= 2, rescues
     ser = schur_step(COMM_SELF, "direct", n=12, N=4)
     assert abs(par[0] - ser[0]) < 1e-7 * ser[0]
     assert abs(par[1] - ser[1]) < 1e-7 * ser[1]

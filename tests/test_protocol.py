@@ -193,9 +193,12 @@ def test_restart_refuses_mismatch(tmp_path):
         restart(path, build(eta=0.2))
     with pytest.raises(CheckpointError, match="representation: checkpoint 'log', solver 'density'"):
         restart(path, build(variable="density"))
-    # a scheme that chooses its unknowns records that, not its first choice
-    with pytest.raises(CheckpointError, match="representation: checkpoint 'log', solver 'auto'"):
-        restart(path, build(variable=None))
+    # a scheme that chooses its unknowns continues a fixed-unknowns file in its unknowns
+    # (as files written before per-snapshot records), but cannot append to it
+    resumed = restart(path, build(variable=None))
+    assert resumed.variable == "log" and resumed.chooses_variable
+    with pytest.raises(CheckpointError, match="variable='log' to continue this file"):
+        resumed.add_observer(Checkpointer(path, mode="resume"))
     with pytest.raises(CheckpointError, match="solver: checkpoint 'JKOScheme'"):
         restart(path, build(solver=lambda e, r: WassersteinGradientFlow(e, r, 0.1)))
     # another potential: the recorded energy at the restored state differs
