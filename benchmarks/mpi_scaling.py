@@ -7,6 +7,10 @@ Two workloads, each timed on 1 and on 2 ranks (the script launches itself with
   (squares cut along one diagonal, P1 log-densities, N = 4 slices, :math:`\\eta =
   0.05`, MUMPS): one cold step (kernels, symbolic factorisation), then the time of
   the warm steps that follow.  Unknowns: :math:`2N` fields of the P1 space.
+* **JKO step, sweep**: the same step with density unknowns (interior point) and the
+  iterative ``"sweep"`` preset (FGMRES + transport-sweep preconditioner: block ILU,
+  AMG), whose parts are local or multigrid solves rather than one factorisation.
+  Unknowns: :math:`3N` fields (densities, potentials, duals).
 * **WGF**: the same energy by :class:`~jkoflow.solvers.WassersteinGradientFlow`
   (log form, Radau IIA with 3 stages, so 3 fields), one step to warm up, then the
   time of the following steps.
@@ -18,7 +22,8 @@ and parallel efficiency of 2 ranks over 1, measured in the same run.  The machin
 shared: each configuration is repeated and the minimum and median are reported.
 
 Run: ``"$(make -s env-path)/bin/python" benchmarks/mpi_scaling.py`` (``--quick``: smaller
-problems, fewer repeats).  Results: ``benchmarks/results/mpi_scaling.md``.
+problems, fewer repeats; ``--workloads jko-sweep``: rerun some workloads and keep the
+others' rows).  Results: ``benchmarks/results/mpi_scaling.md``.
 """
 import argparse
 import json
@@ -31,7 +36,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _results import write_table  # noqa: E402
+from _results import results_path, write_table  # noqa: E402
+
+WORKLOADS = ("jko", "jko-sweep", "wgf")
 
 
 def worker(kind: str, n: int, steps: int):
@@ -54,6 +61,15 @@ def worker(kind: str, n: int, steps: int):
         def one_step():
             nonlocal res
             res = solver.solve(log_rho_k=res.log_rho)
+            return res.snes_iterations
+    elif kind == "jko-sweep":
+        solver = JKOStep(energy, 0.05, 4, variable="density", solver_parameters="sweep")
+        res = solver.solve(rho0)                  # cold: compile, preconditioner set-up
+        unknowns = solver.w.function_space().dim()
+
+        def one_step():
+            nonlocal res
+            res = solver.solve(res.rho)
             return res.snes_iterations
     else:
         solver = WassersteinGradientFlow(energy, rho0, 0.01)
@@ -88,17 +104,37 @@ def launch(ranks: int, kind: str, n: int, steps: int) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def main(quick: bool, repeats: int):
-    cases = {"jko": (40, 2) if quick else (116, 2), "wgf": (100, 3) if quick else (200, 5)}
+def kept_rows(quick: bool) -> dict:
+    """The existing results table's rows by workload (``--workloads`` reruns some)."""
+    path = results_path("mpi_scaling", quick) + ".md"
+    rows: dict = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            for line in fh:
+                cells = line.split("|")
+                if len(cells) > 2 and cells[1].strip() in WORKLOADS:
+                    rows.setdefault(cells[1].strip(), []).append(line.rstrip("\n"))
+    return rows
+
+
+def main(quick: bool, repeats: int, workloads=WORKLOADS):
+    cases = {"jko": (40, 2) if quick else (116, 2),
+             "jko-sweep": (32, 1) if quick else (96, 1),
+             "wgf": (100, 3) if quick else (200, 5)}
     lines = ["# Strong scaling, 1 -> 2 MPI ranks", "",
              "2D KL to N(0, I), P1, squares cut along one diagonal; JKO: N = 4, eta = 0.05, "
-             "log unknowns, MUMPS; WGF: log form, Radau IIA (3 stages), dt = 0.01, MUMPS. "
+             "log unknowns, MUMPS; JKO sweep: the same step with density unknowns and the "
+             "'sweep' preset; WGF: log form, Radau IIA (3 stages), dt = 0.01, MUMPS. "
              f"Per warm step; min / median over {repeats} repeats; wall = max over ranks, "
              "CPU = sum over ranks.", "",
              "| workload | cells per side | unknowns | ranks | Newton its | wall s (min / median)"
              " | CPU s (min / median) | speedup | efficiency |",
              "|---|---|---|---|---|---|---|---|---|"]
+    kept = kept_rows(quick)
     for kind, (n, steps) in cases.items():
+        if kind not in workloads:
+            lines += kept.get(kind, [])
+            continue
         walls = {}
         for ranks in (1, 2):
             runs = [launch(ranks, kind, n, steps) for _ in range(repeats)]
@@ -122,5 +158,8 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--quick", action="store_true", help="smaller problems")
         parser.add_argument("--repeats", type=int, default=2, help="repeats per configuration")
+        parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS),
+                            choices=WORKLOADS, help="rerun these workloads only; the other "
+                            "rows of the results table are kept")
         args, _ = parser.parse_known_args()
-        main(args.quick, args.repeats)
+        main(args.quick, args.repeats, args.workloads)
