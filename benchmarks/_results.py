@@ -34,6 +34,21 @@ def results_path(stem: str, quick: bool = False) -> str:
     return os.path.join(RESULTS, stem + ("_quick" if quick else ""))
 
 
+def table_rows(stem: str, names, quick: bool = False) -> dict:
+    """The table rows of an existing results file whose first cell is one of
+    ``names``, by that name, in file order (``{}`` if there is no file): the rows a
+    partial rerun keeps."""
+    path = results_path(stem, quick) + ".md"
+    rows: dict = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            for line in fh:
+                cells = line.split("|")
+                if len(cells) > 2 and cells[1].strip() in names:
+                    rows.setdefault(cells[1].strip(), []).append(line.rstrip("\n"))
+    return rows
+
+
 def write_table(stem: str, lines: list, quick: bool = False) -> str:
     """Write ``lines`` to :func:`results_path` ``.md``, keeping the file's hand-written
     notes (see the module notes); returns the path without the extension (for a

@@ -36,7 +36,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _results import results_path, write_table  # noqa: E402
+from _results import table_rows, write_table  # noqa: E402
 
 WORKLOADS = ("jko", "jko-sweep", "wgf")
 
@@ -104,19 +104,6 @@ def launch(ranks: int, kind: str, n: int, steps: int) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def kept_rows(quick: bool) -> dict:
-    """The existing results table's rows by workload (``--workloads`` reruns some)."""
-    path = results_path("mpi_scaling", quick) + ".md"
-    rows: dict = {}
-    if os.path.exists(path):
-        with open(path) as fh:
-            for line in fh:
-                cells = line.split("|")
-                if len(cells) > 2 and cells[1].strip() in WORKLOADS:
-                    rows.setdefault(cells[1].strip(), []).append(line.rstrip("\n"))
-    return rows
-
-
 def main(quick: bool, repeats: int, workloads=WORKLOADS):
     cases = {"jko": (40, 2) if quick else (116, 2),
              "jko-sweep": (32, 1) if quick else (96, 1),
@@ -130,7 +117,7 @@ def main(quick: bool, repeats: int, workloads=WORKLOADS):
              "| workload | cells per side | unknowns | ranks | Newton its | wall s (min / median)"
              " | CPU s (min / median) | speedup | efficiency |",
              "|---|---|---|---|---|---|---|---|---|"]
-    kept = kept_rows(quick)
+    kept = table_rows("mpi_scaling", WORKLOADS, quick)
     for kind, (n, steps) in cases.items():
         if kind not in workloads:
             lines += kept.get(kind, [])

@@ -41,7 +41,7 @@ from jkoflow.solvers import JKOStep, SolverDivergedError, W2Geodesic, kl, set_lo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _results import results_path, write_table  # noqa: E402
+from _results import table_rows, write_table  # noqa: E402
 
 VARIANTS = ("log", "density", "density, sweep", "corrected (log)", "geodesic (log)")
 
@@ -93,15 +93,8 @@ def measure(n: int, variant: str) -> dict:
 def kept_rows(quick: bool) -> dict:
     """The rows of the existing results table by variant and mesh: ``--variants`` and
     ``--sizes`` rerun some of them and keep the others."""
-    path = results_path("variant_growth", quick) + ".md"
-    rows: dict = {}
-    if os.path.exists(path):
-        with open(path) as fh:
-            for line in fh:
-                cells = line.split("|")
-                if len(cells) > 2 and cells[1].strip() in VARIANTS:
-                    rows.setdefault(cells[1].strip(), {})[int(cells[2])] = line.rstrip("\n")
-    return rows
+    return {variant: {int(line.split("|")[2]): line for line in lines}
+            for variant, lines in table_rows("variant_growth", VARIANTS, quick).items()}
 
 
 def _previous(rows: dict, n: int) -> dict | None:

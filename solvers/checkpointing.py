@@ -360,7 +360,7 @@ def restart(path: str, build, *, step: int | None = None, comm=None, ignore=(),
         :class:`~jkoflow.solvers.JKOFlow`) on a geometry built on ``mesh`` (the
         checkpoint's), from the *density* ``rho0``, with the run's parameters.  A
         :class:`~jkoflow.solvers.JKOScheme` built without ``variable`` takes the
-        checkpoint's recorded unknowns
+        restored snapshot's unknowns
         (:func:`~jkoflow.solvers.representation.recorded_variable`), not a fresh
         choice from the restored density.
     step

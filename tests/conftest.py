@@ -5,8 +5,12 @@ os.environ.setdefault("FIREDRAKE_DISABLE_OPTIONS_LEFT", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import logging  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+from jkoflow.solvers import logger as jkoflow_logger  # noqa: E402
 
 
 def rates(errors, factor=2.0):
@@ -18,6 +22,28 @@ def rates(errors, factor=2.0):
 @pytest.fixture
 def convergence_rates():
     return rates
+
+
+class Records(logging.Handler):
+    """Collect the ``jkoflow`` logger's records (``with Records() as rec:``; the
+    logger does not propagate, so pytest's ``caplog`` does not see them)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def __enter__(self):
+        jkoflow_logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        jkoflow_logger.removeHandler(self)
+
+    def messages(self, level=logging.WARNING):
+        return [r.getMessage() for r in self.records if r.levelno >= level]
 
 
 @pytest.hookimpl(hookwrapper=True)

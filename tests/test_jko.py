@@ -16,7 +16,7 @@ import ufl
 from firedrake import COMM_SELF, COMM_WORLD, Function, FunctionSpace, assemble
 from firedrake.petsc import PETSc
 
-from conftest import rates
+from conftest import Records, rates
 from jkoflow.meshes import interval, poincare_disk, rectangle, sphere, torus
 from jkoflow.solvers import (BenamouBrenier, JKOScheme, JKOStep, SolverDivergedError, W2Geodesic, entropy, kl,
                              logger, preset, restart)
@@ -352,6 +352,16 @@ def test_parallel_matches_serial():
     assert abs(par[1] - ser[1]) < 1e-9 * max(abs(ser[1]), 1e-3)
 
 
+def bump_energy_and_data(n, comm=COMM_WORLD):
+    """KL to N(0, I) on [-3, 3]^2 (n x n crossed squares) and a Gaussian bump plus
+    1e-3: the energy and rho_0 of the KKT preconditioner tests."""
+    geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0, comm=comm)
+    x, y = geom.x
+    V = FunctionSpace(geom.mesh, "CG", 1)
+    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5) + 1e-3)
+    return kl(geom, (x ** 2 + y ** 2) / 2), rho0
+
+
 def schur_step(comm, solver, n=8, N=2, geometry="square", extra=None):
     """One KL step with density unknowns, by MUMPS (``"direct"``) or an iterative
     preset (``"schur"``: FGMRES + TransportSweepPC; ``"schur-amg"``: TransportSchurPC),
@@ -366,11 +376,9 @@ def schur_step(comm, solver, n=8, N=2, geometry="square", extra=None):
         rho0 = Function(V).interpolate(ufl.exp(3 * x[2]) + 1e-3)
         energy, moment = kl(geom, -2 * x[0]), x[0]
     else:
-        geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0, comm=comm)
-        x, y = geom.x
-        V = FunctionSpace(geom.mesh, "CG", 1)
-        rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5) + 1e-3)
-        energy, moment = kl(geom, (x ** 2 + y ** 2) / 2), x ** 2 + y ** 2
+        energy, rho0 = bump_energy_and_data(n, comm)
+        x, y = energy.geometry.x
+        moment = x ** 2 + y ** 2
     params = (preset("direct", snes_linesearch_type="basic") if solver == "direct"
               else preset(solver))
     step = JKOStep(energy, 0.05, N, variable="density", solver_parameters=params,
@@ -458,11 +466,7 @@ def test_failed_inner_solve_is_a_failed_pc(solver, option):
     prefix ran with the preconditioner's own default (``schur_ksp_max_it 2000``):
     those defaults are in PETSc's options database only while the preconditioner
     works, and Firedrake does not override options it finds there."""
-    geom = rectangle(6, 6, -3.0, 3.0, -3.0, 3.0)
-    x, y = geom.x
-    V = FunctionSpace(geom.mesh, "CG", 1)
-    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5) + 1e-3)
-    energy = kl(geom, (x ** 2 + y ** 2) / 2)
+    energy, rho0 = bump_energy_and_data(6)
     inner = option.split("_")[0]
     first = JKOStep(energy, 0.05, 2, variable="density", solver_parameters=solver)
     first.solve(rho0)
@@ -470,18 +474,9 @@ def test_failed_inner_solve_is_a_failed_pc(solver, option):
     assert left == [], f"inner defaults left in the options database: {left}"
     step = JKOStep(energy, 0.05, 2, variable="density", solver_parameters=solver,
                    solver_parameters_extra={option: 1})
-    messages = []
-
-    class Messages(logging.Handler):
-        def emit(self, record):
-            messages.append(record.getMessage())
-
-    handler = Messages()
-    logger.addHandler(handler)
-    try:
+    with Records() as rec:
         res = step.solve(rho0)
-    finally:
-        logger.removeHandler(handler)
+    messages = rec.messages()
     assert any("DIVERGED_PC_FAILED" in m for m in messages), messages
     rescues = [m for m in messages if "iterative KKT solve failed" in m]
     assert len(rescues) == common.DIRECT_RESCUE_RETRIES, rescues
@@ -496,12 +491,9 @@ def test_failed_sweep_block_falls_back_to_its_lu(caplog):
     LU from then on, logged and counted once: the step converges to the direct
     answer."""
     direct = schur_step(COMM_WORLD, "direct", n=6)
-    geom = rectangle(6, 6, -3.0, 3.0, -3.0, 3.0)
-    x, y = geom.x
-    V = FunctionSpace(geom.mesh, "CG", 1)
-    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5) + 1e-3)
-    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 2, variable="density",
-                   solver_parameters="schur", solver_parameters_extra={"sweep_ksp_max_it": 1})
+    energy, rho0 = bump_energy_and_data(6)
+    step = JKOStep(energy, 0.05, 2, variable="density", solver_parameters="schur",
+                   solver_parameters_extra={"sweep_ksp_max_it": 1})
     logger.addHandler(caplog.handler)      # the jkoflow logger does not propagate
     try:
         res = step.solve(rho0)
@@ -525,12 +517,9 @@ def test_failed_outer_solve_is_rescued_by_direct_newton_steps(monkeypatch):
     direct answer, and the solver is FGMRES + TransportSweepPC again afterwards."""
     monkeypatch.setattr(common, "DIRECT_RESCUE_RETRIES", 100)
     direct = schur_step(COMM_WORLD, "direct", n=6)
-    geom = rectangle(6, 6, -3.0, 3.0, -3.0, 3.0)
-    x, y = geom.x
-    V = FunctionSpace(geom.mesh, "CG", 1)
-    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5) + 1e-3)
-    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 2, variable="density",
-                   solver_parameters="sweep", solver_parameters_extra={"ksp_max_it": 6})
+    energy, rho0 = bump_energy_and_data(6)
+    step = JKOStep(energy, 0.05, 2, variable="density", solver_parameters="sweep",
+                   solver_parameters_extra={"ksp_max_it": 6})
     ksp = step.solver.snes.getKSP()
     seen = []
 
@@ -564,12 +553,8 @@ def test_preconditioner_failure_does_not_stick(solver):
     application clears it, so that the continuation after a failure, or the next
     step, is not stopped at once with DIVERGED_PC_FAILED (as happened before: a
     single failed block solve failed every later solve)."""
-    geom = rectangle(6, 6, -3.0, 3.0, -3.0, 3.0)
-    x, y = geom.x
-    V = FunctionSpace(geom.mesh, "CG", 1)
-    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5) + 1e-3)
-    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 2, variable="density",
-                   solver_parameters=solver)
+    energy, rho0 = bump_energy_and_data(6)
+    step = JKOStep(energy, 0.05, 2, variable="density", solver_parameters=solver)
     first = step.solve(rho0)
     # the state a failed application leaves behind
     step.solver.snes.getKSP().getPC().setFailedReason(PETSc.PC.FailedReason.SUBPC_ERROR)
@@ -614,19 +599,9 @@ def test_outer_solve_rescue_parallel(monkeypatch):
     failure needs the preconditioner back), and the step reproduces the serial
     direct answer."""
     monkeypatch.setattr(common, "DIRECT_RESCUE_RETRIES", 100)
-    rescues = []
-
-    class Rescues(logging.Handler):
-        def emit(self, record):
-            if "iterative KKT solve failed" in record.getMessage():
-                rescues.append(record.getMessage())
-
-    handler = Rescues()
-    logger.addHandler(handler)
-    try:
+    with Records() as rec:
         par = schur_step(COMM_WORLD, "schur", n=12, N=4, extra={"ksp_max_it": 6})
-    finally:
-        logger.removeHandler(handler)
+    rescues = [m for m in rec.messages() if "iterative KKT solve failed" in m]
     assert len(rescues) >= 2, rescues
     ser = schur_step(COMM_SELF, "direct", n=12, N=4)
     assert abs(par[0] - ser[0]) < 1e-7 * ser[0]

@@ -10,17 +10,16 @@ exact answers, for densities that vanish on open sets.
 * geodesics between compactly supported densities (translation: W2^2 = |v|^2);
 * bounded Newton iteration counts, bad input, and 2 ranks = serial.
 """
-import logging
-
 import numpy as np
 import pytest
 import ufl
 from firedrake import COMM_SELF, COMM_WORLD, Function, FunctionSpace
 from firedrake.petsc import PETSc
 
+from conftest import Records
 from jkoflow.meshes import disk, interval, rectangle, unit_square
 from jkoflow.solvers import (JKOStep, W2Geodesic, barenblatt, barenblatt_constants,
-                             barenblatt_jko_time, entropy, kl, logger, porous_medium,
+                             barenblatt_jko_time, entropy, kl, porous_medium,
                              potential_energy)
 
 
@@ -252,21 +251,11 @@ def test_barenblatt_step_with_the_named_presets():
     V = FunctionSpace(geom.mesh, "CG", 1)
     rho = Function(V).interpolate(barenblatt(geom.x, 1e-3, 0.2, 2.0, (0.5, 0.5)))
     results = {}
-    rescues = []
-
-    class Rescues(logging.Handler):
-        def emit(self, record):
-            if "iterative KKT solve failed" in record.getMessage():
-                rescues.append(record.getMessage())
-
-    handler = Rescues()
-    logger.addHandler(handler)
-    try:
+    with Records() as rec:
         for params in (None, "direct", "sweep"):
             step = JKOStep(porous_medium(geom, 2.0), 5e-4, 2, solver_parameters=params)
             results[params] = step.solve(rho)
-    finally:
-        logger.removeHandler(handler)
+    rescues = [m for m in rec.messages() if "iterative KKT solve failed" in m]
     ref = results[None]
     for params in ("direct", "sweep"):
         assert results[params].snes_iterations == ref.snes_iterations, params

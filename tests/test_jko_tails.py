@@ -56,15 +56,17 @@ STEPS = 5
 POTENTIALS = {"double-well": lambda x: (x ** 2 - 1) ** 2 / 4, "quartic": lambda x: x ** 4 / 4}
 
 
-def issue_case(name, variable="log", geom=None):
+def issue_case(name, variable="log", geom=None, eta=0.1, **kwargs):
     """The issue's scheme, from the exact log-density of N(0.5, 0.25) in P2
-    (``variable=None``: the scheme's own choice of unknowns)."""
+    (``variable=None``: the scheme's own choice of unknowns; ``kwargs`` go to
+    :class:`JKOScheme`)."""
     geom = geom or interval(180, -4.0, 5.0)
     x = geom.x[0]
     V = FunctionSpace(geom.mesh, "CG", 2)
     l0 = Function(V).interpolate(-(x - 0.5) ** 2 / (2 * 0.25) - 0.5 * ufl.ln(2 * ufl.pi * 0.25))
     energy = kl(geom, POTENTIALS[name](x))
-    return JKOScheme(energy, None, 0.1, 8, log_rho0=l0, degree=2, variable=variable)
+    return JKOScheme(energy, None, eta, 8, log_rho0=l0, degree=2, variable=variable,
+                     **kwargs)
 
 
 @pytest.fixture(scope="module", params=sorted(POTENTIALS))
@@ -365,17 +367,13 @@ def test_choose_variable_keeps_log_unknowns_for_p2_on_triangles(caplog):
     assert "not reliable with P2 on triangles" in caplog.text, caplog.text
 
 
-def steepening_case(comm=COMM_WORLD, geom=None, **kwargs):
-    """The double well on 90 cells at eta = 0.05 from N(0.5, 0.25): Lambda = 92 at
+def steepening_case(comm=COMM_WORLD, geom=None, variable=None, **kwargs):
+    """The double well on 90 cells at eta = 0.05 (:func:`issue_case`): Lambda = 92 at
     rho_0, so the default scheme starts with log unknowns; after one step the tails
     have steepened (Lambda = 175).  Log unknowns kept throughout fail at step 4
     (``benchmarks/results/steep_tails.md``)."""
-    geom = geom or interval(90, -4.0, 5.0, comm=comm)
-    x = geom.x[0]
-    V = FunctionSpace(geom.mesh, "CG", 2)
-    l0 = Function(V).interpolate(-(x - 0.5) ** 2 / (2 * 0.25) - 0.5 * ufl.ln(2 * ufl.pi * 0.25))
-    energy = kl(geom, POTENTIALS["double-well"](x))
-    return JKOScheme(energy, None, 0.05, 8, log_rho0=l0, degree=2, **kwargs)
+    return issue_case("double-well", variable, geom or interval(90, -4.0, 5.0, comm=comm),
+                      eta=0.05, **kwargs)
 
 
 def check_default_scheme_changes_unknowns_when_tails_steepen(comm=COMM_WORLD):

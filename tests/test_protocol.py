@@ -25,7 +25,7 @@ from firedrake import (COMM_SELF, COMM_WORLD, CheckpointFile, Constant, Function
 from firedrake.petsc import PETSc
 from irksome import Dt
 
-from conftest import rates
+from conftest import Records, rates
 from jkoflow.meshes import Geometry, interval, torus
 from jkoflow.solvers import (CheckpointError, Checkpointer, JKOFlow, JKOScheme, JKOStep,
                              TimeSeries, W2Geodesic, WassersteinGradientFlow, common, kl,
@@ -62,27 +62,6 @@ def summary(solver):
     x, r, dx = solver.geometry.x[0], solver.rho_expr, solver.geometry.dx(degree=4)
     return np.array([solver.mass(), solver.energy_value(), float(assemble(x * r * dx)),
                      float(assemble(x * x * r * dx))])
-
-
-class Records(logging.Handler):
-    """Collect the ``jkoflow`` logger's records."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-    def __enter__(self):
-        common.logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc):
-        common.logger.removeHandler(self)
-
-    def messages(self, level=logging.WARNING):
-        return [r.getMessage() for r in self.records if r.levelno >= level]
 
 
 # ------------------------------------------------- observers and output names
