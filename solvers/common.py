@@ -276,11 +276,12 @@ class _DirectRescue:
 
     A preconditioner opts in with a true class attribute ``rescue_with_direct_solve``
     (:class:`~jkoflow.solvers.preconditioners.KKTPreconditioner`).  :meth:`start`
-    swaps the SNES's KSP to ``preonly`` + LU; after
-    :data:`DIRECT_RESCUE_ITERATIONS` Newton steps (counted by a SNES monitor) or at
-    the end of the solve, :meth:`restore` puts the Krylov method and the *same*
-    preconditioner object back (it keeps its state and refreshes its blocks from the
-    next Jacobian)."""
+    swaps the preconditioner of the SNES's KSP for an LU, whose Krylov method then
+    converges in one iteration; after :data:`DIRECT_RESCUE_ITERATIONS` Newton steps
+    (counted by a SNES monitor) or at the end of the solve, :meth:`restore` puts the
+    *same* preconditioner object back (it keeps its state and refreshes its blocks from
+    the next Jacobian).  The Krylov method itself is never touched, so every option of
+    it (type, tolerances, restart, orthogonalisation, norm) survives a rescue."""
 
     def __init__(self, solver) -> None:
         self.solver, self.saved, self.left = solver, None, 0
@@ -297,13 +298,11 @@ class _DirectRescue:
         """Direct solves for the next ``iterations`` Newton steps (``None``: the rest
         of the solve), with the ``"direct"`` preset's MUMPS options unless set (as the
         solver's defaults: they leave PETSc's options database with its others)."""
-        ksp = self.solver.snes.getKSP()
-        pc = ksp.getPC()
-        self.saved = (ksp.getType(), pc.getPythonContext())
+        pc = self.solver.snes.getKSP().getPC()
+        self.saved = pc.getPythonContext()
         for key, value in preset("direct").items():
             if key.startswith("mat_mumps"):
                 self.solver.set_default_parameter(key, value)
-        ksp.setType("preonly")
         pc.setType("lu")
         pc.setFactorSolverType("mumps")
         self.left = iterations if iterations is not None else -1
@@ -317,20 +316,12 @@ class _DirectRescue:
                 self.restore()
 
     def restore(self) -> None:
-        """Put the Krylov method (type and GMRES restart from the solver's options;
-        other type-specific settings take their defaults) and the saved
-        preconditioner back; nothing if no rescue is active."""
+        """Put the saved preconditioner back; nothing if no rescue is active."""
         if self.saved is None:
             return
-        ksp_type, ctx = self.saved
-        ksp = self.solver.snes.getKSP()
-        pc = ksp.getPC()
-        ksp.setType(ksp_type)
-        restart = self.solver.parameters.get("ksp_gmres_restart")
-        if restart is not None and ksp_type in ("gmres", "fgmres"):
-            ksp.setGMRESRestart(int(restart))
+        pc = self.solver.snes.getKSP().getPC()
         pc.setType("python")
-        pc.setPythonContext(ctx)
+        pc.setPythonContext(self.saved)
         self.saved = None
 
 

@@ -514,14 +514,19 @@ def test_failed_outer_solve_is_rescued_by_direct_newton_steps(monkeypatch):
     approximation) does not end the step: the next two Newton steps are solved by
     MUMPS from that iterate, logged, and then the same preconditioner object (blocks
     refreshed from the new Jacobian) takes over again.  The step converges to the
-    direct answer, and the solver is FGMRES + TransportSweepPC again afterwards."""
+    direct answer; the Krylov method stays FGMRES throughout (only its preconditioner
+    is swapped) and its preconditioner is TransportSweepPC again afterwards."""
     monkeypatch.setattr(common, "DIRECT_RESCUE_RETRIES", 100)
     direct = schur_step(COMM_WORLD, "direct", n=6)
     energy, rho0 = bump_energy_and_data(6)
     step = JKOStep(energy, 0.05, 2, variable="density", solver_parameters="sweep",
                    solver_parameters_extra={"ksp_max_it": 6})
     ksp = step.solver.snes.getKSP()
-    seen = []
+    seen, solvers = [], []
+    # the linear solver of every Newton step: the Krylov method is never swapped (its
+    # options survive), only its preconditioner (LU during a rescue)
+    step.solver.snes.setMonitor(
+        lambda snes, it, fnorm: solvers.append((ksp.getType(), ksp.getPC().getType())))
 
     class AtFailure(logging.Handler):
         def emit(self, record):
@@ -538,6 +543,8 @@ def test_failed_outer_solve_is_rescued_by_direct_newton_steps(monkeypatch):
     assert seen, "the forced outer failure did not happen"
     ctx = ksp.getPC().getPythonContext()
     assert ksp.getType() == "fgmres" and ksp.getPC().getType() == "python"
+    assert {k for k, _ in solvers} == {"fgmres"}, solvers
+    assert {p for _, p in solvers} == {"python", "lu"}, solvers
     # one preconditioner object throughout, applied again after a rescue
     assert all(c is ctx for c, _ in seen) and ctx.applications > seen[0][1]
     assert abs(res.cost - direct[0]) < 1e-7 * direct[0]
