@@ -28,6 +28,7 @@ for two coarse meshes, 4 steps).
 import argparse
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -40,6 +41,8 @@ from jkoflow.solvers import JKOScheme, barenblatt, barenblatt_jko_time, porous_m
 from jkoflow.solvers.common import SolverDivergedError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _results import results_path, write_table  # noqa: E402
 
 
 #: The cases: domain, m, Barenblatt constant C (support radius ~0.27 at t0 = 1e-3,
@@ -189,13 +192,9 @@ def main(quick: bool, steps: int | None, repeats: int):
         results[(domain, m, C)] = rows
     lines = table(results, steps, repeats)
     if COMM_WORLD.rank == 0:
-        out = os.path.join(HERE, "results")
-        os.makedirs(out, exist_ok=True)
-        name = "barenblatt_jko_quick" if quick else "barenblatt_jko"
+        name = os.path.basename(results_path("barenblatt_jko", quick))
         lines += ["", f"![Newton iterations and errors]({name}.png)"]
-        with open(os.path.join(out, name + ".md"), "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        figure(results, os.path.join(out, name + ".png"))
+        figure(results, write_table("barenblatt_jko", lines, quick) + ".png")
         print("\n".join(lines))
 
 

@@ -35,6 +35,7 @@ Run: ``"$(make -s env-path)/bin/python" benchmarks/jko_iterations.py [--quick]``
 """
 import argparse
 import os
+import sys
 import time
 
 import ufl
@@ -48,6 +49,8 @@ from jkoflow.solvers import (JKOStep, W2Geodesic, barenblatt, porous_medium,
 from jkoflow.solvers.common import SolverDivergedError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _results import write_table  # noqa: E402
 DIAGONAL = "left"
 MAX_PER_LEVEL, MAX_PER_STEP, MAX_GROWTH = 15, 60, 1.5
 
@@ -188,11 +191,7 @@ def main(quick: bool):
     lines += summary
     PETSc.Sys.Print("\n".join(summary))
     if COMM_WORLD.rank == 0:
-        out = os.path.join(HERE, "results")
-        os.makedirs(out, exist_ok=True)
-        name = "jko_iterations_quick.md" if quick else "jko_iterations.md"
-        with open(os.path.join(out, name), "w") as fh:
-            fh.write("\n".join(lines) + "\n")
+        write_table("jko_iterations", lines, quick)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,14 @@
 """JKO step: Newton iterations and time per step versus mesh size and step size.
 
-Two tables, printed as Markdown and written to ``benchmarks/results/jko_step.md``:
+Tables printed as Markdown and written to ``benchmarks/results/jko_step.md``:
 
 1. 1D, KL to N(0, 1) from N(2, 0.25) on [-5, 6] (P1, N = 4 slices): Newton iterations
    of the first (cold, with continuation when needed) and of the following
    (warm-started) steps, as h and eta vary.
 2. 2D, KL to N(0, I) from a Gaussian bump on [-3, 3]^2 (P1, N = 4): unknowns, Newton
    and Krylov iterations and wall time per warm step with the direct (MUMPS) solver.
-3. The same 2D step with density unknowns (interior point), direct (MUMPS) against
-   the iterative presets ``"schur"`` (FGMRES + TransportSweepPC: block LDU whose
-   Schur complement is applied by transport sweeps and one AMG solve) and, on the
-   small meshes only, ``"schur-amg"`` (TransportSchurPC: CG + GAMG on the assembled
-   Schur complement): Newton, outer and inner Krylov iterations and time per step.
+   (Density unknowns, direct against the iterative ``"sweep"`` preset, on meshes
+   without the crossed triangulation: ``variant_growth.py``.)
 
 4. Steep tails with log unknowns (issue 12): KL with a double well and a quartic
    potential on [-4, 5] from N(0.5, 0.25), P2, 180 cells, N = 8, eta = 0.1, five
@@ -21,11 +18,9 @@ Two tables, printed as Markdown and written to ``benchmarks/results/jko_step.md`
 
 Run: ``"$(make -s env-path)/bin/python" benchmarks/jko_step.py`` (add ``--quick`` for a
 smaller sweep).  CPU seconds (``time.process_time()``) per warm step, assembly
-included; kernels are compiled before timing (the cold step).  ``--sections 3
---sizes 8 16 32 64`` runs only the density table.
+included; kernels are compiled before timing (the cold step).
 """
 import argparse
-import os
 import time
 
 import ufl
@@ -33,8 +28,9 @@ from firedrake import COMM_WORLD, Function, FunctionSpace
 from firedrake.petsc import PETSc
 
 from jkoflow.meshes import interval, rectangle
-from jkoflow.solvers import JKOScheme, JKOStep, SolverDivergedError, kl, preset
+from jkoflow.solvers import JKOScheme, JKOStep, SolverDivergedError, kl
 
+from _results import write_table  # benchmarks/
 from steep_tails import POTENTIALS as TAIL_POTENTIALS, tail_scheme  # benchmarks/
 
 
@@ -49,23 +45,18 @@ def iterations_1d(n, eta, steps=4, N=4):
     return its[0], max(its[1:]), sum(its[1:]) / len(its[1:])
 
 
-def timing_2d(n, N=4, solver_parameters=None, variable=None):
+def timing_2d(n, N=4):
+    """Unknowns, Newton and Krylov iterations and CPU seconds of a warm 2D log step."""
     geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0)
     x, y = geom.x
     V = FunctionSpace(geom.mesh, "CG", 1)
-    bump = ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5)
-    rho0 = Function(V).interpolate(bump + (1e-3 if variable == "density" else 0.0))
-    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, N, variable=variable,
-                   solver_parameters=solver_parameters)
+    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5))
+    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, N)
     res = step.solve(rho0)                      # cold step (compiles the kernels)
-    pc = step.solver.snes.ksp.pc
-    ctx = pc.getPythonContext() if pc.getType() == "python" else None
-    inner0 = ctx.inner_iterations if ctx else 0
     t0 = time.process_time()
     res2 = step.solve(res.rho)                  # warm step: timed (CPU seconds)
     dt = time.process_time() - t0
-    inner = ctx.inner_iterations - inner0 if ctx else 0
-    return step.W.dim(), res2.snes_iterations, res2.linear_iterations, dt, inner
+    return step.W.dim(), res2.snes_iterations, res2.linear_iterations, dt
 
 
 def steep_tails(name, linesearch, max_log_step, rtol, steps=5):
@@ -89,7 +80,7 @@ def steep_tails(name, linesearch, max_log_step, rtol, steps=5):
     return its, secs
 
 
-def main(quick: bool, sections=(1, 2, 3), sizes=None):
+def main(quick: bool, sections=(1, 2)):
     lines = ["# JKO step benchmark", "",
              f"{COMM_WORLD.size} MPI rank(s); direct solver (MUMPS LU) unless stated.", "",
              "## Newton iterations per step, 1D Gaussian (P1, N = 4)", "",
@@ -106,29 +97,9 @@ def main(quick: bool, sections=(1, 2, 3), sizes=None):
               "| cells per side | unknowns | Newton its | Krylov its | CPU s per step |",
               "|---|---|---|---|---|"]
     for n in (() if 2 not in sections else (16, 32) if quick else (16, 32, 64)):
-        dofs, its, kits, dt, _ = timing_2d(n)
+        dofs, its, kits, dt = timing_2d(n)
         lines.append(f"| {n} | {dofs} | {its} | {kits} | {dt:.2f} |")
         PETSc.Sys.Print(lines[-1])
-    lines += ["", "## Direct against iterative, density unknowns (interior point), 2D, "
-              "P1, N = 4, eta = 0.05", "",
-              "Inner iterations, summed over the (warm) step: for `schur`, the GMRES "
-              "iterations of all transport-sweep block solves plus the CG iterations of "
-              "the reduced (implicit-Euler-type) solves; for `schur-amg`, the CG + GAMG "
-              "iterations on the assembled Schur complement.", "",
-              "| cells per side | unknowns | solver | Newton its | outer Krylov its | "
-              "inner its | CPU s per step |", "|---|---|---|---|---|---|---|"]
-    if sizes is None:
-        sizes = (8, 16, 32) if quick else (8, 16, 32, 64, 128)
-    for n in (sizes if 3 in sections else ()):
-        for name in ("direct", "schur", "schur-amg"):
-            if name == "schur-amg" and n > 16:
-                continue
-            params = (preset("direct", snes_linesearch_type="basic") if name == "direct"
-                      else preset(name))
-            dofs, its, kits, dt, inner = timing_2d(n, solver_parameters=params,
-                                                   variable="density")
-            lines.append(f"| {n} | {dofs} | {name} | {its} | {kits} | {inner} | {dt:.2f} |")
-            PETSc.Sys.Print(lines[-1])
     if 4 in sections:
         lines += ["", "## Steep tails (log unknowns)", "",
                   "KL, V = (x^2-1)^2/4 (double well) or x^4/4 (quartic) on [-4, 5], rho_0 = "
@@ -147,21 +118,15 @@ def main(quick: bool, sections=(1, 2, 3), sizes=None):
                              f"{', '.join(f'{t:.1f}' for t in secs)} | {sum(secs):.1f} |")
                 PETSc.Sys.Print(lines[-1])
     if COMM_WORLD.rank == 0:
-        out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-        os.makedirs(out, exist_ok=True)
-        name = ("jko_step_quick.md" if quick else "jko_step.md") if sections == (1, 2, 3) \
-            else f"jko_step_sections_{'_'.join(map(str, sections))}.md"
-        with open(os.path.join(out, name), "w") as fh:
-            fh.write("\n".join(lines) + "\n")
+        full = sections == (1, 2)
+        stem = "jko_step" if full else f"jko_step_sections_{'_'.join(map(str, sections))}"
+        write_table(stem, lines, quick and full)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sweep")
-    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3],
-                        help="tables to run (1: 1D iterations, 2: 2D log, 3: density, "
-                        "4: steep tails)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=None,
-                        help="cells per side for table 3")
+    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2],
+                        help="tables to run (1: 1D iterations, 2: 2D log, 4: steep tails)")
     args, _ = parser.parse_known_args()
-    main(args.quick, tuple(args.sections), tuple(args.sizes) if args.sizes else None)
+    main(args.quick, tuple(args.sections))
