@@ -38,7 +38,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _results import table_rows, write_table  # noqa: E402
 
-WORKLOADS = ("jko", "jko-sweep", "wgf")
+WORKLOADS = ("jko", "jko-sweep", "jko-corrected", "geodesic", "wgf")
+#: Cells per side of each workload (>= 1e5 unknowns), and of its --quick variant.
+CELLS = {"jko": (116,), "jko-sweep": (96,), "jko-corrected": (116,), "geodesic": (124,),
+         "wgf": (200,)}
+QUICK_CELLS = {"jko": (40,), "jko-sweep": (32,), "jko-corrected": (40,), "geodesic": (40,),
+               "wgf": (100,)}
+STEPS = {"jko": 2, "jko-sweep": 1, "jko-corrected": 2, "geodesic": 2, "wgf": 5}
 
 
 def worker(kind: str, n: int, steps: int):
@@ -46,15 +52,16 @@ def worker(kind: str, n: int, steps: int):
     import ufl
     from firedrake import COMM_WORLD, Function, FunctionSpace
     from jkoflow.meshes import rectangle
-    from jkoflow.solvers import JKOStep, WassersteinGradientFlow, kl
+    from jkoflow.solvers import JKOStep, W2Geodesic, WassersteinGradientFlow, kl
 
     geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0, diagonal="left")
     x, y = geom.x
     V = FunctionSpace(geom.mesh, "CG", 1)
     rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5))
     energy = kl(geom, (x ** 2 + y ** 2) / 2)
-    if kind == "jko":
-        solver = JKOStep(energy, 0.05, 4)
+    if kind in ("jko", "jko-corrected"):
+        solver = JKOStep(energy, 0.05, 4,
+                         correction="implicit-bias" if kind == "jko-corrected" else None)
         res = solver.solve(rho0)                  # cold: compile, first factorisation
         unknowns = solver.w.function_space().dim()
 
@@ -71,6 +78,17 @@ def worker(kind: str, n: int, steps: int):
             nonlocal res
             res = solver.solve(res.rho)
             return res.snes_iterations
+    elif kind == "geodesic":
+        def translate(t):
+            return Function(V).interpolate(
+                ufl.exp(-((x - 0.5 - t) ** 2 + (y - 0.5 * t) ** 2) / 0.5))
+        solver = W2Geodesic(geom, 4)
+        res = solver.solve(rho0, translate(1.0))  # first: compile, from the trivial guess
+        unknowns = solver.w.function_space().dim()
+        shifts = iter(1.0 + 0.1 * k for k in range(1, 100))
+
+        def one_step():                           # the next translate, warm
+            return solver.solve(rho0, translate(next(shifts))).snes_iterations
     else:
         solver = WassersteinGradientFlow(energy, rho0, 0.01)
         solver.step()
@@ -104,36 +122,44 @@ def launch(ranks: int, kind: str, n: int, steps: int) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def main(quick: bool, repeats: int, workloads=WORKLOADS):
-    cases = {"jko": (40, 2) if quick else (116, 2),
-             "jko-sweep": (32, 1) if quick else (96, 1),
-             "wgf": (100, 3) if quick else (200, 5)}
+def main(quick: bool, repeats: int, workloads=WORKLOADS, cells=None):
+    """Time the chosen workloads (on ``cells`` cells per side, else their defaults) and
+    rewrite the table, keeping the rows of every other (workload, mesh)."""
     lines = ["# Strong scaling, 1 -> 2 MPI ranks", "",
              "2D KL to N(0, I), P1, squares cut along one diagonal; JKO: N = 4, eta = 0.05, "
              "log unknowns, MUMPS; JKO sweep: the same step with density unknowns and the "
-             "'sweep' preset; WGF: log form, Radau IIA (3 stages), dt = 0.01, MUMPS. "
+             "'sweep' preset; JKO corrected: the log step with correction='implicit-bias'; "
+             "geodesic: W2Geodesic (log, N = 4) from the bump to its translates by "
+             "(1.1, 0.55), (1.2, 0.6) (warm); WGF: log form, Radau IIA (3 stages), "
+             "dt = 0.01, MUMPS. "
              f"Per warm step; min / median over {repeats} repeats; wall = max over ranks, "
              "CPU = sum over ranks.", "",
              "| workload | cells per side | unknowns | ranks | Newton its | wall s (min / median)"
              " | CPU s (min / median) | speedup | efficiency |",
              "|---|---|---|---|---|---|---|---|---|"]
-    kept = table_rows("mpi_scaling", WORKLOADS, quick)
-    for kind, (n, steps) in cases.items():
-        if kind not in workloads:
-            lines += kept.get(kind, [])
-            continue
-        walls = {}
-        for ranks in (1, 2):
-            runs = [launch(ranks, kind, n, steps) for _ in range(repeats)]
-            w = [r["wall"] for r in runs]
-            c = [r["cpu"] for r in runs]
-            walls[ranks] = min(w)
-            speed = walls[1] / walls[ranks]
-            lines.append(f"| {kind} | {n} | {runs[0]['unknowns']} | {ranks} | "
-                         f"{runs[0]['its']:.1f} | {min(w):.2f} / {np.median(w):.2f} | "
-                         f"{min(c):.2f} / {np.median(c):.2f} | {speed:.2f} | "
-                         f"{speed / ranks:.0%} |")
-            print(lines[-1], flush=True)
+    kept: dict = {}
+    for kind, rows in table_rows("mpi_scaling", WORKLOADS, quick).items():
+        for row in rows:
+            kept.setdefault(kind, {}).setdefault(int(row.split("|")[2]), []).append(row)
+    for kind in WORKLOADS:
+        rows = dict(kept.get(kind, {}))
+        for n in ((cells or (QUICK_CELLS if quick else CELLS)[kind])
+                  if kind in workloads else ()):
+            rows[n] = []
+            walls = {}
+            for ranks in (1, 2):
+                runs = [launch(ranks, kind, n, STEPS[kind]) for _ in range(repeats)]
+                w = [r["wall"] for r in runs]
+                c = [r["cpu"] for r in runs]
+                walls[ranks] = min(w)
+                speed = walls[1] / walls[ranks]
+                rows[n].append(f"| {kind} | {n} | {runs[0]['unknowns']} | {ranks} | "
+                               f"{runs[0]['its']:.1f} | {min(w):.2f} / {np.median(w):.2f} | "
+                               f"{min(c):.2f} / {np.median(c):.2f} | {speed:.2f} | "
+                               f"{speed / ranks:.0%} |")
+                print(rows[n][-1], flush=True)
+        for n in sorted(rows):
+            lines += rows[n]
     print("\n".join(lines))
     write_table("mpi_scaling", lines, quick)
 
@@ -148,5 +174,8 @@ if __name__ == "__main__":
         parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS),
                             choices=WORKLOADS, help="rerun these workloads only; the other "
                             "rows of the results table are kept")
+        parser.add_argument("--cells", type=int, nargs="+", default=None,
+                            help="cells per side for the chosen workloads (default: "
+                            f"{CELLS}); rows of other meshes are kept")
         args, _ = parser.parse_known_args()
-        main(args.quick, args.repeats, args.workloads)
+        main(args.quick, args.repeats, args.workloads, args.cells)
