@@ -77,6 +77,7 @@ RECORD: list = []
 
 
 def dense(mat) -> np.ndarray:
+    """A sequential PETSc matrix as a dense array (small meshes only)."""
     return mat.convert("dense").getDenseArray().copy()
 
 
@@ -193,12 +194,16 @@ class SweepDiagnosticPC(KKTPreconditioner):
 
 
 class TwoSweepPC(SweepDiagnosticPC):
+    """The two sweeps alone: the exact inverse of the system without :math:`A`."""
     keep_terminal = False
 
 
 def params(pc: str) -> dict:
-    return {"mat_type": "aij", "snes_type": "newtonls", "snes_max_it": 60,
-            "snes_atol": 1e-12, "snes_stol": 0.0, "ksp_type": "fgmres", "ksp_rtol": 1e-6,
+    """Newton as for the direct log step (full steps, rtol 1e-12), FGMRES around the
+    diagnostic preconditioner ``pc`` (a class of this module)."""
+    return {"mat_type": "aij", "snes_type": "newtonls", "snes_linesearch_type": "basic",
+            "snes_max_it": 60, "snes_rtol": 1e-12, "snes_atol": 1e-12, "snes_stol": 0.0,
+            "ksp_type": "fgmres", "ksp_rtol": 1e-6,
             "ksp_gmres_restart": 300, "ksp_max_it": 300, "pc_type": "python",
             "pc_python_type": f"{__name__}.{pc}"}
 
