@@ -49,6 +49,16 @@ def table_rows(stem: str, names, quick: bool = False) -> dict:
     return rows
 
 
+def table_rows_by_mesh(stem: str, names, quick: bool = False) -> dict:
+    """:func:`table_rows` grouped by the table's second cell, the mesh (cells per
+    side): ``{name: {cells: [rows]}}``, the rows a rerun of some meshes keeps."""
+    out: dict = {}
+    for name, rows in table_rows(stem, names, quick).items():
+        for row in rows:
+            out.setdefault(name, {}).setdefault(int(row.split("|")[2]), []).append(row)
+    return out
+
+
 def write_table(stem: str, lines: list, quick: bool = False) -> str:
     """Write ``lines`` to :func:`results_path` ``.md``, keeping the file's hand-written
     notes (see the module notes); returns the path without the extension (for a

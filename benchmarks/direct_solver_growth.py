@@ -26,25 +26,21 @@ import sys
 import time
 
 import numpy as np
-import ufl
-from firedrake import COMM_WORLD, Function, FunctionSpace
+from firedrake import COMM_WORLD
 from firedrake.petsc import PETSc
 from mpi4py import MPI
 
-from jkoflow.meshes import rectangle
-from jkoflow.solvers import JKOStep, kl
+from jkoflow.solvers import JKOStep
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _results import write_table  # noqa: E402
+from _workloads import bump_case  # noqa: E402
 
 
 def measure(n: int) -> dict:
-    geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0, diagonal="left")
-    x, y = geom.x
-    V = FunctionSpace(geom.mesh, "CG", 1)
-    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5))
-    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 4, options_prefix=f"growth{n}_")
+    _, _, energy, rho0 = bump_case(n)
+    step = JKOStep(energy, 0.05, 4, options_prefix=f"growth{n}_")
     step.solve(rho0)                                   # compile, first factorisation
     c0 = time.process_time()
     res = step.solve(rho0, warm_start=False)

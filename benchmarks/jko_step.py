@@ -27,10 +27,11 @@ import ufl
 from firedrake import COMM_WORLD, Function, FunctionSpace
 from firedrake.petsc import PETSc
 
-from jkoflow.meshes import interval, rectangle
+from jkoflow.meshes import interval
 from jkoflow.solvers import JKOScheme, JKOStep, SolverDivergedError, kl
 
 from _results import write_table  # benchmarks/
+from _workloads import bump_case  # benchmarks/
 from steep_tails import POTENTIALS as TAIL_POTENTIALS, tail_scheme  # benchmarks/
 
 
@@ -47,11 +48,8 @@ def iterations_1d(n, eta, steps=4, N=4):
 
 def timing_2d(n, N=4):
     """Unknowns, Newton and Krylov iterations and CPU seconds of a warm 2D log step."""
-    geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0)
-    x, y = geom.x
-    V = FunctionSpace(geom.mesh, "CG", 1)
-    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5))
-    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, N)
+    _, _, energy, rho0 = bump_case(n, diagonal="crossed")
+    step = JKOStep(energy, 0.05, N)
     res = step.solve(rho0)                      # cold step (compiles the kernels)
     t0 = time.process_time()
     res2 = step.solve(res.rho)                  # warm step: timed (CPU seconds)

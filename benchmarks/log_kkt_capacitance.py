@@ -60,17 +60,16 @@ import sys
 import time
 
 import numpy as np
-import ufl
-from firedrake import COMM_WORLD, Function, FunctionSpace
+from firedrake import COMM_WORLD
 from firedrake.petsc import PETSc
 
-from jkoflow.meshes import rectangle
-from jkoflow.solvers import JKOStep, kl, preset, set_log_level
+from jkoflow.solvers import JKOStep, preset, set_log_level
 from jkoflow.solvers.preconditioners import KKTPreconditioner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _results import write_table  # noqa: E402
+from _workloads import bump_case  # noqa: E402
 
 #: Diagnostics of the current run, one dict per preconditioner application set-up.
 RECORD: list = []
@@ -222,11 +221,7 @@ def count_outer(step) -> list:
 
 
 def run(n: int) -> list:
-    geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0, diagonal="left")
-    x, y = geom.x
-    V = FunctionSpace(geom.mesh, "CG", 1)
-    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5))
-    energy = kl(geom, (x ** 2 + y ** 2) / 2)
+    _, _, energy, rho0 = bump_case(n)
     rows = []
     direct = JKOStep(energy, 0.05, 4, options_prefix=f"lkc_direct_{n}_")
     first = direct.solve(rho0)
@@ -258,17 +253,14 @@ def lagged_lu(n: int, lagged: bool, refactor_above: int = 10) -> dict:
     step, or (``lagged``) GMRES around the last factorisation, refactored once GMRES
     needed more than ``refactor_above`` iterations (``snes_lag_preconditioner -2``:
     factor once, then the SNES monitor resets the PC when GMRES struggled)."""
-    geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0, diagonal="left")
-    x, y = geom.x
-    V = FunctionSpace(geom.mesh, "CG", 1)
-    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5))
+    _, _, energy, rho0 = bump_case(n)
     params = None
     if lagged:
         params = preset("direct", snes_linesearch_type="basic", snes_rtol=1e-12,
                         ksp_type="gmres", ksp_rtol=1e-10, ksp_atol=0.0, ksp_max_it=30,
                         ksp_gmres_restart=30, ksp_converged_maxits=True,
                         snes_lag_preconditioner=-2, snes_lag_preconditioner_persists=True)
-    step = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 4, solver_parameters=params,
+    step = JKOStep(energy, 0.05, 4, solver_parameters=params,
                    options_prefix=f"lkc_lag_{n}_{int(lagged)}_")
     snes = step.solver.snes
     gmres, refactors = [], [1]

@@ -1,6 +1,6 @@
-"""Strong scaling from 1 to 2 MPI ranks: a JKO step and the WGF at >= 10^5 unknowns.
+"""Strong scaling from 1 to 2 MPI ranks: every JKO variant and the WGF at >= 10^5 unknowns.
 
-Two workloads, each timed on 1 and on 2 ranks (the script launches itself with
+The workloads (the problem of ``_workloads.py``), each timed on 1 and on 2 ranks (the script launches itself with
 ``mpiexec -n 1`` and ``mpiexec -n 2`` and collects the numbers):
 
 * **JKO step**: KL to :math:`N(0, I)` on :math:`[-3, 3]^2` from a Gaussian bump
@@ -11,6 +11,11 @@ Two workloads, each timed on 1 and on 2 ranks (the script launches itself with
   iterative ``"sweep"`` preset (FGMRES + transport-sweep preconditioner: block ILU,
   AMG), whose parts are local or multigrid solves rather than one factorisation.
   Unknowns: :math:`3N` fields (densities, potentials, duals).
+* **JKO step, corrected**: the log step with ``correction="implicit-bias"`` (the
+  second-order scheme's step).
+* **geodesic**: :class:`~jkoflow.solvers.W2Geodesic` (log unknowns, N = 4) from the
+  bump to its translate by (1, 0.5) (cold), then to the translates by (1.1, 0.55),
+  (1.2, 0.6) (timed, warm).  Unknowns: :math:`2N - 1` fields.
 * **WGF**: the same energy by :class:`~jkoflow.solvers.WassersteinGradientFlow`
   (log form, Radau IIA with 3 stages, so 3 fields), one step to warm up, then the
   time of the following steps.
@@ -20,6 +25,8 @@ Reported per rank count: unknowns, Newton iterations, wall seconds per warm step
 per warm step summed over ranks (``time.process_time()``: the work), and the speedup
 and parallel efficiency of 2 ranks over 1, measured in the same run.  The machine is
 shared: each configuration is repeated and the minimum and median are reported.
+``--cells`` times the chosen workloads on other meshes; the rows of every other
+(workload, mesh) are kept.
 
 Run: ``"$(make -s env-path)/bin/python" benchmarks/mpi_scaling.py`` (``--quick``: smaller
 problems, fewer repeats; ``--workloads jko-sweep``: rerun some workloads and keep the
@@ -36,7 +43,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _results import table_rows, write_table  # noqa: E402
+from _results import table_rows_by_mesh, write_table  # noqa: E402
 
 WORKLOADS = ("jko", "jko-sweep", "jko-corrected", "geodesic", "wgf")
 #: Cells per side of each workload (>= 1e5 unknowns), and of its --quick variant.
@@ -49,16 +56,11 @@ STEPS = {"jko": 2, "jko-sweep": 1, "jko-corrected": 2, "geodesic": 2, "wgf": 5}
 
 def worker(kind: str, n: int, steps: int):
     """Run one workload on the current communicator; rank 0 prints a JSON line."""
-    import ufl
-    from firedrake import COMM_WORLD, Function, FunctionSpace
-    from jkoflow.meshes import rectangle
-    from jkoflow.solvers import JKOStep, W2Geodesic, WassersteinGradientFlow, kl
+    from firedrake import COMM_WORLD, Function
+    from jkoflow.solvers import JKOStep, W2Geodesic, WassersteinGradientFlow
+    from _workloads import bump, bump_case
 
-    geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0, diagonal="left")
-    x, y = geom.x
-    V = FunctionSpace(geom.mesh, "CG", 1)
-    rho0 = Function(V).interpolate(ufl.exp(-((x - 0.5) ** 2 + y ** 2) / 0.5))
-    energy = kl(geom, (x ** 2 + y ** 2) / 2)
+    geom, V, energy, rho0 = bump_case(n)
     if kind in ("jko", "jko-corrected"):
         solver = JKOStep(energy, 0.05, 4,
                          correction="implicit-bias" if kind == "jko-corrected" else None)
@@ -80,8 +82,7 @@ def worker(kind: str, n: int, steps: int):
             return res.snes_iterations
     elif kind == "geodesic":
         def translate(t):
-            return Function(V).interpolate(
-                ufl.exp(-((x - 0.5 - t) ** 2 + (y - 0.5 * t) ** 2) / 0.5))
+            return Function(V).interpolate(bump(geom, (t, 0.5 * t)))
         solver = W2Geodesic(geom, 4)
         res = solver.solve(rho0, translate(1.0))  # first: compile, from the trivial guess
         unknowns = solver.w.function_space().dim()
@@ -137,10 +138,7 @@ def main(quick: bool, repeats: int, workloads=WORKLOADS, cells=None):
              "| workload | cells per side | unknowns | ranks | Newton its | wall s (min / median)"
              " | CPU s (min / median) | speedup | efficiency |",
              "|---|---|---|---|---|---|---|---|---|"]
-    kept: dict = {}
-    for kind, rows in table_rows("mpi_scaling", WORKLOADS, quick).items():
-        for row in rows:
-            kept.setdefault(kind, {}).setdefault(int(row.split("|")[2]), []).append(row)
+    kept = table_rows_by_mesh("mpi_scaling", WORKLOADS, quick)
     for kind in WORKLOADS:
         rows = dict(kept.get(kind, {}))
         for n in ((cells or (QUICK_CELLS if quick else CELLS)[kind])

@@ -31,24 +31,18 @@ import sys
 import time
 
 import numpy as np
-import ufl
-from firedrake import COMM_WORLD, Function, FunctionSpace
+from firedrake import COMM_WORLD, Function
 from firedrake.petsc import PETSc
 from mpi4py import MPI
 
-from jkoflow.meshes import rectangle
-from jkoflow.solvers import JKOStep, SolverDivergedError, W2Geodesic, kl, set_log_level
+from jkoflow.solvers import JKOStep, SolverDivergedError, W2Geodesic, set_log_level
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _results import table_rows, write_table  # noqa: E402
+from _results import table_rows_by_mesh, write_table  # noqa: E402
+from _workloads import bump, bump_case  # noqa: E402
 
 VARIANTS = ("log", "density", "density, sweep", "corrected (log)", "geodesic (log)")
-
-
-def bump(geom, shift=(0.0, 0.0)):
-    x, y = geom.x
-    return ufl.exp(-((x - 0.5 - shift[0]) ** 2 + (y - shift[1]) ** 2) / 0.5)
 
 
 def timed(fn):
@@ -59,10 +53,7 @@ def timed(fn):
 
 def measure(n: int, variant: str) -> dict:
     """One cold solve, then one timed warm solve of ``variant`` on an n x n mesh."""
-    geom = rectangle(n, n, -3.0, 3.0, -3.0, 3.0, diagonal="left")
-    x, y = geom.x
-    V = FunctionSpace(geom.mesh, "CG", 1)
-    rho0 = Function(V).interpolate(bump(geom))
+    geom, V, energy, rho0 = bump_case(n)
     prefix = f"growth_{n}_{variant.split()[0].strip(',')}_"
     if variant == "geodesic (log)":
         rho1 = Function(V).interpolate(bump(geom, (1.0, 0.5)))
@@ -76,7 +67,7 @@ def measure(n: int, variant: str) -> dict:
         kwargs = {"density": {"variable": "density"},
                   "density, sweep": {"variable": "density", "solver_parameters": "sweep"},
                   "corrected (log)": {"correction": "implicit-bias"}}.get(variant, {})
-        solver = JKOStep(kl(geom, (x ** 2 + y ** 2) / 2), 0.05, 4, options_prefix=prefix,
+        solver = JKOStep(energy, 0.05, 4, options_prefix=prefix,
                          **kwargs)
         first = solver.solve(rho0)
         if solver.variable == "log":
@@ -93,8 +84,8 @@ def measure(n: int, variant: str) -> dict:
 def kept_rows(quick: bool) -> dict:
     """The rows of the existing results table by variant and mesh: ``--variants`` and
     ``--sizes`` rerun some of them and keep the others."""
-    return {variant: {int(line.split("|")[2]): line for line in lines}
-            for variant, lines in table_rows("variant_growth", VARIANTS, quick).items()}
+    return {variant: {n: rows[0] for n, rows in meshes.items()} for variant, meshes
+            in table_rows_by_mesh("variant_growth", VARIANTS, quick).items()}
 
 
 def _previous(rows: dict, n: int) -> dict | None:
