@@ -19,9 +19,11 @@ equation.  The terminal term :math:`T` is :math:`\eta J(\rho_N)` for a JKO step,
 absent when :math:`\rho_N` is prescribed (a :math:`W_2` geodesic).  At the saddle
 point :math:`W_2^2 \approx \Delta s\sum_i\int\rho_{i-1/2}|\nabla_g\phi_i|^2`.
 Testing the continuity equation with 1 shows that every slice has exactly the mass
-of :math:`\rho_0`.  The KKT system is one UFL residual (derivatives of :math:`L`
-with respect to the densities and potentials) with its UFL Jacobian, solved by
-Newton (PETSc SNES).
+of :math:`\rho_0`.  The KKT system (derivatives of :math:`L` with respect to the
+densities and potentials, and their Jacobian, all derived by UFL) is solved by Newton
+(PETSc SNES).  It is written and assembled field by field
+(:mod:`jkoflow.solvers.slice_assembly`): interior slices share their compiled kernels,
+so the first-use compile time does not grow with :math:`N`.
 
 Two representations of the densities (``variable=``):
 
@@ -72,8 +74,7 @@ from dataclasses import dataclass, field
 import finat
 import numpy as np
 import ufl
-from firedrake import (Constant, Function, FunctionSpace, MixedFunctionSpace,
-                       NonlinearVariationalProblem, NonlinearVariationalSolver, TestFunctions,
+from firedrake import (Constant, Function, FunctionSpace, MixedFunctionSpace, TestFunction,
                        VectorSpaceBasis, assemble, derivative, split)
 from mpi4py import MPI
 from ufl.algorithms.map_integrands import map_integrand_dags
@@ -84,6 +85,7 @@ from .common import (FormValue, SolverDivergedError, SolverStats, check_int, glo
 from .continuation import solve_with_continuation
 from .interior_point import DEFAULT_BARRIER, InteriorPoint
 from .presets import resolve_parameters
+from .slice_assembly import SliceAssembledSolver
 
 __all__ = ["BenamouBrenier", "TransportResult", "DEFAULT_BARRIER",
            "density_unknowns_supported"]
@@ -243,48 +245,24 @@ class BenamouBrenier(SolverStats):
         self.barrier_weight = Function(V, name="barrier_weight")
         # Gauge of the potentials when both ends are fixed (see below).
         self.gauge = Constant(0.0)
+        #: The slice length 1/N, a Constant: the compiled forms do not depend on N.
+        self.ds = Constant(1.0 / self.N)
         qd = geometry.quadrature_degree_for(self.degree, quadrature_degree)
         self.dx = geometry.dx(degree=qd)
         #: Measure of the complementarity rows (vertex rule for P1: diagonal blocks).
         self.barrier_measure = (vertex_measure(geometry, self.V) if self.degree == 1
                                 else self.dx)
 
-        parts = split(self.w)
-        unknowns = list(parts[self.rho_fields])
-        self._phis = list(parts[self.phi_fields])
-        duals = list(parts[self.dual_fields])
-        self._rhos = [self.density(u) for u in
-                      [self.start] + unknowns + ([self.end] if self.fixed_end else [])]
-        # The Lagrangian is written with placeholder coefficients R_i, P_i for the
-        # unknown densities and potentials.  The residual is {dL/dR_i, dL/dP_i} with
-        # the placeholders then replaced by (density(u_i), phi_i): for log unknowns this
-        # is the stationarity in rho (not in l = log rho), which keeps the
-        # Hamilton-Jacobi rows O(1) where rho is tiny instead of scaling them by rho.
-        R = [Function(V) for _ in unknowns]
-        self._placeholder_logs = dict(zip(R, unknowns))
-        P = [Function(V) for _ in self._phis]
-        self.lagrangian = self._lagrangian(R, P, terminal)
-        tests = TestFunctions(self.W)
-        t_rho, t_phi = tests[self.rho_fields], tests[self.phi_fields]
-        t_dual = tests[self.dual_fields]
-        F = sum(derivative(self.lagrangian, c, v) for c, v in zip(R + P, t_rho + t_phi))
-        # Dual rows: stationarity gains -z_i; complementarity rho_i z_i = mu*ds*w.
-        dxv = self.barrier_measure
-        for r, z, v, q in zip(R, duals, t_rho, t_dual):
-            F += -z * v * dxv + (r * z - self.mu / self.N * self.barrier_weight) * q * dxv
-        if self.fixed_end and variable == "density":
-            # Both ends fixed: the potentials are defined up to one common constant.
-            # A tiny zeroth-order term in the first continuity rows fixes it: summing
-            # all continuity rows forces int phi_1 = 0 (the end masses are equal), so
-            # every slice keeps its mass exactly; the local perturbation is 1e-12.
-            F += -self.gauge * P[0] * t_phi[0] * self.dx
-        subs = dict(zip(R, self._rhos[1:1 + self.n_rho]))
-        subs.update(zip(P, self._phis))
-        self.lagrangian = ufl.replace(self.lagrangian, subs)
-        F = ufl.replace(F, subs)
-        if variable == "log":
-            self.lagrangian, F = map(simplify_log_of_exp, (self.lagrangian, F))
-        problem = NonlinearVariationalProblem(F, self.w, J=derivative(F, self.w))
+        subs = self.w.subfunctions
+        self._phis = list(subs[self.phi_fields])
+        #: The densities' representations at the slice ends, u_0 (data), the
+        #: unknowns' Function views, and u_N (data) for a geodesic.
+        self._ends = ([self.start] + list(subs[self.rho_fields])
+                      + ([self.end] if self.fixed_end else []))
+        self._rhos = [self.density(u) for u in self._ends]
+        self._terminal_form = terminal
+        self._placeholder_logs = {}
+        rows = self._residual_rows(list(subs[self.dual_fields]))
         nullspace = None
         if self.fixed_end and variable == "log":
             # With both ends prescribed the potentials are defined up to one common
@@ -329,9 +307,9 @@ class BenamouBrenier(SolverStats):
         self.check_preconditioner(str(params.get("pc_python_type", "")))
         # The iterative preset's preconditioner reads the field layout from here.
         appctx = {"jko_transport": self, **(appctx or {})}
-        self.solver = NonlinearVariationalSolver(problem, solver_parameters=params,
-                                                 options_prefix=options_prefix,
-                                                 appctx=appctx, nullspace=nullspace)
+        self.solver = SliceAssembledSolver(self.w, rows, solver_parameters=params,
+                                           options_prefix=options_prefix, appctx=appctx,
+                                           nullspace=nullspace)
         self.options_prefix = options_prefix
         with self.w.dat.vec_ro as v:
             first = v.getOwnershipRange()[0]
@@ -374,18 +352,80 @@ class BenamouBrenier(SolverStats):
                              "(a JKO step) and P1 (its interior-point duals must be "
                              "vertex-lumped); use the direct solver otherwise")
 
-    def _lagrangian(self, R, P, terminal) -> ufl.Form:
-        """The discrete Lagrangian in terms of unknown densities R and potentials P."""
-        geometry, ds = self.geometry, 1.0 / self.N
-        rhos = [self._rhos[0], *R] + ([self._rhos[-1]] if self.fixed_end else [])
-        L = 0
+    def _slice_lagrangian(self, ra, rb, p) -> ufl.Form:
+        r"""One slice's term of :math:`L`: :math:`\int(\rho_b-\rho_a)\phi
+        - \tfrac{\Delta s}{2}\int\rho_{ab}|\nabla_g\phi|^2`."""
+        mid = self._mean(ra, rb)
+        return ((rb - ra) * p - 0.5 * self.ds * mid * self.geometry.grad_norm2(p)) * self.dx
+
+    def _placeholder(self, u) -> Function:
+        """A placeholder density for the unknown ``u`` (its log for log unknowns)."""
+        R = Function(self.V)
+        if self.variable == "log":
+            self._placeholder_logs[R] = u
+        return R
+
+    def _residual_rows(self, duals: list) -> list:
+        r"""The KKT residual as one 1-form per field of the state (the order of
+        :attr:`W`), for :class:`~jkoflow.solvers.slice_assembly.SliceAssembledSolver`.
+
+        Row of :math:`\rho_i`: the derivative of the two slice terms that contain it
+        (or of the last slice's and :math:`T`), taken with respect to a placeholder
+        density :math:`R` then replaced by the density of :math:`u_i`: for log
+        unknowns the stationarity in :math:`\rho`, not in :math:`l = \log\rho`,
+        which keeps the Hamilton--Jacobi rows :math:`O(1)` where :math:`\rho` is tiny
+        instead of scaling them by :math:`\rho`.  Density unknowns gain
+        :math:`-z_i` and the complementarity rows :math:`\rho_i z_i = \mu\Delta s w`
+        (vertex rule).  Row of :math:`\phi_i`: the discrete continuity equation of
+        slice :math:`i`.  Interior slices give the same forms up to the fields they
+        read, so they share compiled kernels.
+        """
+        v = TestFunction(self.V)
+        rhos, phis, dxv = self._rhos, self._phis, self.barrier_measure
+        rows = []
+        for i in range(1, self.n_rho + 1):
+            R = self._placeholder(self._ends[i])
+            L = self._slice_lagrangian(rhos[i - 1], R, phis[i - 1])
+            if i < self.N:
+                L += self._slice_lagrangian(R, rhos[i + 1], phis[i])
+            else:
+                L += self._terminal_form(R)
+            row = derivative(L, R, v)
+            if duals:
+                row += -duals[i - 1] * v * dxv
+            rows.append(ufl.replace(row, {R: rhos[i]}))
         for i in range(1, self.N + 1):
-            rho_mid = self._mean(rhos[i - 1], rhos[i])
-            L += (rhos[i] - rhos[i - 1]) * P[i - 1] * self.dx
-            L -= 0.5 * ds * rho_mid * geometry.grad_norm2(P[i - 1]) * self.dx
+            P = Function(self.V)
+            row = derivative(self._slice_lagrangian(rhos[i - 1], rhos[i], P), P, v)
+            row = ufl.replace(row, {P: phis[i - 1]})
+            if i == 1 and self.fixed_end and self.variable == "density":
+                # Both ends fixed: the potentials are defined up to one common
+                # constant.  A tiny zeroth-order term in the first continuity rows
+                # fixes it: summing all continuity rows forces int phi_1 = 0 (the end
+                # masses are equal), so every slice keeps its mass exactly; the local
+                # perturbation is 1e-12.
+                row += -self.gauge * phis[0] * v * self.dx
+            rows.append(row)
+        for i, z in enumerate(duals, start=1):
+            rows.append((rhos[i] * z - self.mu * self.ds * self.barrier_weight) * v * dxv)
+        if self.variable == "log":
+            rows = [simplify_log_of_exp(row) for row in rows]
+        return rows
+
+    @property
+    def lagrangian(self) -> ufl.Form:
+        """The discrete Lagrangian :math:`L` as one UFL form in ``split(w)`` (for
+        solvers that need a single form, e.g. a variational-inequality Newton; this
+        solver assembles its residual field by field instead)."""
+        parts = split(self.w)
+        ends = ([self.start] + list(parts[self.rho_fields])
+                + ([self.end] if self.fixed_end else []))
+        rhos = [self.density(u) for u in ends]
+        L = sum(self._slice_lagrangian(rhos[i - 1], rhos[i], p)
+                for i, p in enumerate(parts[self.phi_fields], start=1))
         if not self.fixed_end:
-            L += terminal(rhos[-1])
-        return L
+            L += self._terminal_form(rhos[-1])
+        return simplify_log_of_exp(L) if self.variable == "log" else L
 
     def _mean(self, a, b):
         """The slice average :math:`\\rho_{i-1/2}`: geometric for log unknowns,
@@ -535,13 +575,12 @@ class BenamouBrenier(SolverStats):
     def cost(self) -> float:
         r""":math:`W_2^2 \approx \Delta s\sum_i\int\rho_{i-1/2}|\nabla_g\phi_i|^2` (collective)."""
         if self._cost_form is None:
-            ds = 1.0 / self.N
-            form = 0
-            for i in range(1, self.N + 1):
-                rho_mid = self._mean(self._rhos[i - 1], self._rhos[i])
-                form += ds * rho_mid * self.geometry.grad_norm2(self._phis[i - 1]) * self.dx
-            self._cost_form = FormValue(form)
-        return self._cost_form()
+            # One functional per slice: they share one compiled kernel.
+            self._cost_form = [
+                FormValue(self.ds * self._mean(self._rhos[i - 1], self._rhos[i])
+                          * self.geometry.grad_norm2(p) * self.dx)
+                for i, p in enumerate(self._phis, start=1)]
+        return sum(value() for value in self._cost_form)
 
     def mass(self, u) -> float:
         """Mass of the density represented by ``u``, with the solver's quadrature.

@@ -363,7 +363,7 @@ def test_one_quadrature_policy():
     assert wgf.quadrature_degree == 5 and flow.quadrature_degree == 4
     assert step.dx.measure.metadata()["quadrature_degree"] == 5
     # every integral of the JKO step's and the WGF's residuals has that degree
-    for form in (step.solver._problem.F, wgf.stepper.F if hasattr(wgf.stepper, "F") else None):
+    for form in (*step.solver.rows, wgf.stepper.F if hasattr(wgf.stepper, "F") else None):
         if form is not None:
             degs = {itg.metadata().get("quadrature_degree") for itg in form.integrals()}
             assert degs <= {5}, degs

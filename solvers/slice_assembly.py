@@ -1,0 +1,215 @@
+r"""Newton's method for a state made of copies of one space, assembled field by field.
+
+A dynamic-transport problem with :math:`N` transport-time slices has :math:`2N` (or
+:math:`3N`) unknown fields, all in the same :math:`P_k` space :math:`V`, coupled only to
+their neighbours in transport time.  Written as one UFL form on the mixed space
+:math:`V^{2N}`, every nonzero block of the residual and the Jacobian is compiled as its
+own kernel, and each kernel packs more of the mixed state as :math:`N` grows: the
+first-use compile time grew like :math:`N^{1.6}` (24 s for :math:`N = 4`, 673 s for
+:math:`N = 32`, ``benchmarks/results/compile_time.md``).
+
+Here the residual is given instead as one 1-form per field (a *row*), tested with a
+:class:`~firedrake.ufl_expr.TestFunction` of :math:`V` and written in the fields'
+``Function`` views (``w.subfunctions``).  The rows of interior slices are the same
+form up to which ``Function`` s they read, so they have the same UFL signature and
+share one compiled kernel; so do the Jacobian blocks
+:math:`\partial F_i/\partial w_j` (derived by UFL, one per field ``j`` that row ``i``
+reads).  A handful of kernels (first slice, interior slices, last slice) serve every
+:math:`N`.
+
+Each Newton iteration assembles the rows into the residual vector, the blocks into
+:math:`V\times V` matrices, and converts their block matrix (PETSc ``MATNEST``, no
+copies) into one ``AIJ`` matrix with the mixed space's layout (every rank's owned dofs
+field by field), reusing its storage.  That is the matrix the monolithic form would
+assemble (``tests/test_slice_assembly.py`` checks it entry by entry), so direct
+solvers and the KKT preconditioners see no difference.
+"""
+from __future__ import annotations
+
+import ufl
+from firedrake import Cofunction, TrialFunction, dmhooks, solving_utils
+from firedrake.assemble import get_assembler
+from firedrake.petsc import DEFAULT_KSP_PARAMETERS, DEFAULT_SNES_PARAMETERS, PETSc
+from petsctools import OptionsManager, flatten_parameters
+
+__all__ = ["SliceAssembledSolver"]
+
+
+class _AppContext:
+    """What Firedrake's python preconditioners read from the DM (``.appctx``)."""
+
+    def __init__(self, appctx: dict):
+        self.appctx = appctx
+
+
+class SliceAssembledSolver(OptionsManager):
+    r"""Newton (PETSc SNES) for ``rows[i] = 0`` with ``w`` a ``Function`` on a mixed
+    space of copies of one space :math:`V`, assembled field by field.
+
+    The interface of Firedrake's ``NonlinearVariationalSolver`` that jkoflow uses:
+    :attr:`snes`, :meth:`solve` (raises ``ConvergenceError``), :attr:`parameters`,
+    ``set_default_parameter`` and options given with :attr:`options_prefix`.
+
+    Parameters
+    ----------
+    w
+        The state: a ``Function`` on ``MixedFunctionSpace([V] * n)``.
+    rows
+        ``n`` 1-forms; ``rows[i]`` is tested with a ``TestFunction`` of :math:`V` and
+        reads the fields through ``w.subfunctions`` (never ``split(w)``).
+    solver_parameters
+        PETSc options (a dict, nested or flat).  The Jacobian is an assembled AIJ
+        matrix: ``mat_type`` must be ``"aij"`` if given.
+    options_prefix
+        Prefix of the SNES's options.
+    appctx
+        The application context that python preconditioners find on the DM.
+    nullspace
+        Optional :class:`~firedrake.VectorSpaceBasis` of the Jacobian's null space.
+    """
+
+    def __init__(self, w, rows, *, solver_parameters: dict | None = None,
+                 options_prefix: str | None = None, appctx: dict | None = None,
+                 nullspace=None):
+        W = w.function_space()
+        fields = w.subfunctions
+        if len(rows) != len(fields):
+            raise ValueError(f"one residual row per field: got {len(rows)} rows for "
+                             f"{len(fields)} fields")
+        element = fields[0].ufl_element()
+        if any(f.ufl_element() != element for f in fields):
+            raise ValueError("slice assembly needs every field in the same space")
+        if any(not isinstance(row, ufl.Form) or len(row.arguments()) != 1 for row in rows):
+            raise ValueError("every row must be a 1-form (a UFL Form with one argument)")
+        tests = {row.arguments()[0].function_space() for row in rows}
+        if len(tests) != 1:
+            raise ValueError("every row must be tested in the same space V")
+        V = tests.pop()
+        if V.ufl_element() != element:
+            raise ValueError(f"the rows are tested in {V.ufl_element()}, the fields are "
+                             f"in {element}")
+        params = flatten_parameters(solver_parameters or {})
+        mat_type = params.pop("mat_type", "aij")
+        if mat_type != "aij":
+            raise ValueError(f"slice assembly builds an assembled AIJ Jacobian; "
+                             f"mat_type {mat_type!r} is not supported")
+        test = rows[0].arguments()[0]
+        params = solving_utils.set_defaults(params, (test, test),
+                                            ksp_defaults=DEFAULT_KSP_PARAMETERS,
+                                            snes_defaults=DEFAULT_SNES_PARAMETERS)
+        super().__init__(params, options_prefix, default_prefix="jkoflow")
+        self.w, self.W, self.V = w, W, V
+        #: The residual rows, one per field of the state.
+        self.rows = list(rows)
+        trial = TrialFunction(V)
+        #: ``{(i, j): dF_i/dw_j}`` for every field ``j`` that row ``i`` reads.
+        self.blocks = {}
+        for i, row in enumerate(self.rows):
+            read = set(row.coefficients())
+            for j, f in enumerate(fields):
+                if f in read:
+                    self.blocks[i, j] = ufl.derivative(row, f, trial)
+        self._row_assemblers = [get_assembler(row) for row in self.rows]
+        self._row_values = [Cofunction(V.dual()) for _ in self.rows]
+        self._block_assemblers = {ij: get_assembler(b, mat_type="aij")
+                                  for ij, b in self.blocks.items()}
+        self._block_values: dict = {}
+        self._nest = self._J = None
+        self._nullspace = nullspace
+        # Every rank owns its dofs of field 0, then of field 1, ...: the local
+        # offsets of the fields in the state's Vec (as a MATNEST orders its blocks).
+        layout = W.dof_dset.layout_vec
+        first = layout.getOwnershipRange()[0]
+        self._offsets = []
+        for iset in W.dof_dset.field_ises:
+            idx = iset.getIndices()
+            if len(idx) and (idx[-1] - idx[0] + 1 != len(idx)):
+                raise RuntimeError("a field's dofs are not contiguous on this rank")
+            self._offsets.append((idx[0] - first) if len(idx) else 0)
+        self._F = layout.duplicate()
+        self._work = layout.duplicate()
+        self._ctx = _AppContext(dict(appctx or {}))
+        comm = W.mesh().comm
+        self.snes = PETSc.SNES().create(comm=comm)
+        self.snes.setDM(W.dm)
+        with dmhooks.add_hooks(W.dm, self, appctx=self._ctx, save=False):
+            self.set_from_options(self.snes)
+
+    # ------------------------------------------------------------ assembly
+    def _set_state(self, X) -> None:
+        with self.w.dat.vec_wo as u:
+            X.copy(u)
+
+    def form_function(self, snes, X, F) -> None:
+        """SNES residual callback: assemble every row into its block of ``F``."""
+        self._set_state(X)
+        with F as out:
+            for asm, val, start in zip(self._row_assemblers, self._row_values,
+                                       self._offsets):
+                asm.assemble(tensor=val)
+                data = val.dat.data_ro
+                out[start:start + len(data)] = data
+
+    def _assemble_blocks(self) -> None:
+        for ij, asm in self._block_assemblers.items():
+            if ij in self._block_values:
+                asm.assemble(tensor=self._block_values[ij])
+            else:
+                self._block_values[ij] = asm.assemble()
+            self._block_values[ij].petscmat    # finishes the assembly (PyOP2 is lazy)
+
+    def form_jacobian(self, snes, X, J, P) -> None:
+        """SNES Jacobian callback: assemble the blocks and convert them into ``J``."""
+        self._set_state(X)
+        self._assemble_blocks()
+        self._nest.convert("aij", out=self._J)
+
+    def jacobian(self) -> PETSc.Mat:
+        """The Jacobian at the current state (assembled now; the SNES's matrix)."""
+        self._assemble_blocks()
+        if self._J is None:
+            n = len(self.rows)
+            self._nest = PETSc.Mat().createNest(
+                [[self._block_values[i, j].petscmat if (i, j) in self._block_values
+                  else None for j in range(n)] for i in range(n)], comm=self.snes.comm)
+            self._J = PETSc.Mat()
+            self._nest.convert("aij", out=self._J)
+            if self._nullspace is not None:
+                self._J.setNullSpace(self._nullspace.nullspace())
+        else:
+            self._nest.convert("aij", out=self._J)
+        return self._J
+
+    # --------------------------------------------------------------- solve
+    def solve(self) -> None:
+        """Newton from the current state; the state holds the last iterate.
+
+        Raises
+        ------
+        firedrake.exceptions.ConvergenceError
+            If SNES did not converge (as Firedrake's solvers do).
+        """
+        J = self.jacobian()
+        # The DM is shared by every solver on this mixed space: set the callbacks
+        # every time, as Firedrake's solvers do.
+        self.snes.setFunction(self.form_function, self._F)
+        self.snes.setJacobian(self.form_jacobian, J, J)
+        dm = self.snes.getDM()
+        with self.w.dat.vec_ro as u:
+            u.copy(self._work)
+        with self.inserted_options(), dmhooks.add_hooks(dm, self, appctx=self._ctx):
+            self.snes.solve(None, self._work)
+        with self.w.dat.vec_wo as u:
+            self.snes.getSolution().copy(u)
+        solving_utils.check_snes_convergence(self.snes)
+
+    def monolithic_residual(self) -> ufl.Form:
+        """The residual as one UFL form on the mixed space (the rows with the mixed
+        test functions and ``split(w)``): what slice assembly avoids compiling, for
+        checks and for solvers that need a single form."""
+        from firedrake import TestFunctions, split
+        subs = dict(zip(self.w.subfunctions, split(self.w)))
+        form = 0
+        for row, q in zip(self.rows, TestFunctions(self.W)):
+            form += ufl.replace(row, {row.arguments()[0]: q, **subs})
+        return form
