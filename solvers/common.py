@@ -1,6 +1,8 @@
 """Shared solver machinery: input checks, SNES failure reports, solver statistics, logging.
 
-Every jkoflow solver owns one Firedrake ``NonlinearVariationalSolver`` and solves it
+Every jkoflow solver owns one Firedrake ``NonlinearVariationalSolver`` (the
+dynamic-transport solvers its field-by-field counterpart,
+:class:`~jkoflow.solvers.slice_assembly.SliceAssembledSolver`) and solves it
 through :func:`solve_or_raise`, which records the SNES residual history and turns
 a divergence into a :class:`SolverDivergedError` carrying that history.
 
@@ -326,7 +328,9 @@ class _DirectRescue:
 
 
 def solve_or_raise(solver, what: str, history: list | None = None):
-    """Solve a ``NonlinearVariationalSolver``; on failure raise with the history.
+    """Solve a ``NonlinearVariationalSolver`` (or a
+    :class:`~jkoflow.solvers.slice_assembly.SliceAssembledSolver`); on failure raise
+    with the history.
 
     Two linear-solver failures are repaired, not raised, and Newton goes on from the
     iterate where the linear solve failed:

@@ -27,7 +27,8 @@ solvers and the KKT preconditioners see no difference.
 from __future__ import annotations
 
 import ufl
-from firedrake import Cofunction, TrialFunction, dmhooks, solving_utils
+from firedrake import (Cofunction, TestFunctions, TrialFunction, dmhooks, solving_utils,
+                       split)
 from firedrake.assemble import get_assembler
 from firedrake.petsc import DEFAULT_KSP_PARAMETERS, DEFAULT_SNES_PARAMETERS, PETSc
 from petsctools import OptionsManager, flatten_parameters
@@ -207,7 +208,6 @@ class SliceAssembledSolver(OptionsManager):
         """The residual as one UFL form on the mixed space (the rows with the mixed
         test functions and ``split(w)``): what slice assembly avoids compiling, for
         checks and for solvers that need a single form."""
-        from firedrake import TestFunctions, split
         subs = dict(zip(self.w.subfunctions, split(self.w)))
         form = 0
         for row, q in zip(self.rows, TestFunctions(self.W)):
