@@ -21,8 +21,8 @@ Each Newton iteration assembles the rows into the residual vector, the blocks in
 :math:`V\times V` matrices, and converts their block matrix (PETSc ``MATNEST``, no
 copies) into one ``AIJ`` matrix with the mixed space's layout (every rank's owned dofs
 field by field), reusing its storage.  That is the matrix the monolithic form would
-assemble (``tests/test_slice_assembly.py`` checks it entry by entry), so direct
-solvers and the KKT preconditioners see no difference.
+assemble (``tests/test_slice_assembly.py`` checks that they agree to round-off, on one
+rank and on two), so direct solvers and the KKT preconditioners see no difference.
 """
 from __future__ import annotations
 
