@@ -8,8 +8,8 @@ diagonal, P1, N = 4 slices, :math:`\eta = 0.05`.  The geodesic joins that bump t
 translate by (1, 0.5) (log unknowns, N = 4).  For each mesh and variant one solve
 compiles the kernels; the next is timed:
 
-* a JKO step: the step from the first step's result (warm potential for log
-  unknowns; the interior point restarts from its interior start by design);
+* a JKO step: the step from the first step's result, warm-started from its potential
+  and the slices predicted by its increment (both kinds of unknowns);
 * the geodesic: to the bump translated by (1.1, 0.55) instead, from the first
   geodesic's state.
 
