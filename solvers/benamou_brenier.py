@@ -257,8 +257,7 @@ class BenamouBrenier(SolverStats):
         self._phis = list(subs[self.phi_fields])
         #: The densities' representations at the slice ends, u_0 (data), the
         #: unknowns' Function views, and u_N (data) for a geodesic.
-        self._ends = ([self.start] + list(subs[self.rho_fields])
-                      + ([self.end] if self.fixed_end else []))
+        self._ends = self._slice_ends(subs[self.rho_fields])
         self._rhos = [self.density(u) for u in self._ends]
         self._terminal_form = terminal
         self._placeholder_logs = {}
@@ -358,6 +357,11 @@ class BenamouBrenier(SolverStats):
         mid = self._mean(ra, rb)
         return ((rb - ra) * p - 0.5 * self.ds * mid * self.geometry.grad_norm2(p)) * self.dx
 
+    def _slice_ends(self, unknowns) -> list:
+        """``[u_0, *unknowns, u_N]``: the densities' representations at the slice ends,
+        the data ``start`` (and ``end`` for a geodesic) around the unknowns."""
+        return [self.start, *unknowns] + ([self.end] if self.fixed_end else [])
+
     def _placeholder(self, u) -> Function:
         """A placeholder density for the unknown ``u`` (its log for log unknowns)."""
         R = Function(self.V)
@@ -418,9 +422,7 @@ class BenamouBrenier(SolverStats):
         solvers that need a single form, e.g. a variational-inequality Newton; this
         solver assembles its residual field by field instead)."""
         parts = split(self.w)
-        ends = ([self.start] + list(parts[self.rho_fields])
-                + ([self.end] if self.fixed_end else []))
-        rhos = [self.density(u) for u in ends]
+        rhos = [self.density(u) for u in self._slice_ends(parts[self.rho_fields])]
         L = sum(self._slice_lagrangian(rhos[i - 1], rhos[i], p)
                 for i, p in enumerate(parts[self.phi_fields], start=1))
         if not self.fixed_end:
@@ -643,8 +645,7 @@ class BenamouBrenier(SolverStats):
     def result(self, snes_total: int, ksp_total: int, levels: list) -> TransportResult:
         """Package the current (converged) state as a :class:`TransportResult`."""
         self._count(snes_total, ksp_total)
-        us, phis = self.unknown_slices()
-        ends = [self.start] + us + ([self.end] if self.fixed_end else [])
+        ends, phis = self._ends, self._phis
         slices = [self._as_density(u, f"rho_s{k}") for k, u in enumerate(ends)]
         rho = slices[-1].copy(deepcopy=True)
         rho.rename("rho")

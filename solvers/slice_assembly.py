@@ -162,8 +162,7 @@ class SliceAssembledSolver(OptionsManager):
     def form_jacobian(self, snes, X, J, P) -> None:
         """SNES Jacobian callback: assemble the blocks and convert them into ``J``."""
         self._set_state(X)
-        self._assemble_blocks()
-        self._nest.convert("aij", out=self._J)
+        self.jacobian()
 
     def jacobian(self) -> PETSc.Mat:
         """The Jacobian at the current state (assembled now; the SNES's matrix)."""
@@ -190,7 +189,9 @@ class SliceAssembledSolver(OptionsManager):
         firedrake.exceptions.ConvergenceError
             If SNES did not converge (as Firedrake's solvers do).
         """
-        J = self.jacobian()
+        # The matrix is built (from assembled blocks, for its sparsity) once; SNES
+        # assembles it at every Newton iteration.
+        J = self._J if self._J is not None else self.jacobian()
         # The DM is shared by every solver on this mixed space: set the callbacks
         # every time, as Firedrake's solvers do.
         self.snes.setFunction(self.form_function, self._F)
