@@ -17,6 +17,7 @@ from .density_flow import DensityFlow  # noqa: F401
 from .wgf import *  # noqa: F401,F403
 from .benamou_brenier import BenamouBrenier, TransportResult  # noqa: F401
 from .jko import CORRECTIONS, JKOStep, W2Geodesic, wasserstein_distance  # noqa: F401
+from .predictor import LogIncrementPredictor  # noqa: F401
 from .representation import choose_variable, predicted_log_change  # noqa: F401
 from .jko_scheme import JKOScheme, load_checkpoint  # noqa: F401
 from .exact import barenblatt, barenblatt_constants, barenblatt_jko_time  # noqa: F401

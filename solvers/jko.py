@@ -14,23 +14,32 @@ geodesic from :math:`\rho_k` to :math:`\rho_{k+1}`, and at the solution
 With the end density prescribed instead, the same machinery computes the
 :math:`W_2` geodesic and distance between two densities (:class:`W2Geodesic`).
 
-Newton is started from a linearised guess (all slices at :math:`\rho_k`, potential
-:math:`-\eta\,\delta J/\delta\rho(\rho_k)`).  With density unknowns (every
-non-entropic energy by default, and any energy with ``variable="density"``) the slices
-start strictly inside, :math:`(1-\theta)\rho_k + \theta\bar\rho`, so :math:`\rho_k`
-may vanish on open sets; the barrier's units are those of the potential,
-:math:`\Phi = \eta\,\operatorname{osc}\delta J/\delta\rho`
-(:mod:`jkoflow.solvers.interior_point`).
+Newton is started from the potential :math:`-\eta\,\delta J/\delta\rho(\rho_k)` (or,
+when iterating, the previous step's potential, scaled by the ratio of the step sizes)
+and from guessed slices.
 
-When iterating, a step starts warm: from the previous step's potential and, when
-:math:`\rho_k` is the previous step's result, from the slices predicted by the
-previous increment (scaled by the ratio of the step sizes).  For log unknowns the
-increment is :math:`\delta = l_k - l_{k-1}`, clipped nodewise to
-:math:`\pm` :attr:`JKOStep.MAX_PREDICTED_LOG_CHANGE`, and :math:`l_i^{(0)} = l_k +
-\tfrac{i}{N}\delta`: on the 2D workload of ``benchmarks/variant_growth.py`` warm
-steps take about half the Newton iterations (48² cells: 6 and 5 instead of 12 and 7),
-and almost no Newton update has to be clipped in the tails.  For
-density unknowns :math:`\delta = \rho_k - \rho_{k-1}` and
+*Log unknowns.*  The slices start on the straight line
+:math:`l_i^{(0)} = l_k + \tfrac{i}{N}\delta` to the end predicted by one linearly
+implicit Euler step of the gradient flow (:mod:`jkoflow.solvers.predictor`: one scalar
+linear solve), with :math:`\delta` bounded below by
+:math:`-`:attr:`JKOStep.MAX_PREDICTED_LOG_FALL`.  Where the density spreads, the far
+tails rise by tens of log units in one step, and Newton from flat slices
+(:math:`l_i = l_k`, ``predictor=False``) walks them up one or two units per
+iteration.  On the 2D bump of ``benchmarks/cold_start.py`` (KL, :math:`N = 8`,
+:math:`\eta = 0.2`) a cold step takes 8--11 Newton iterations instead of 67--74 with
+continuation in :math:`\eta`, and at :math:`N = 4`, :math:`\eta = 0.05` 6--9 instead
+of 16--30.  The same guess serves steps that continue the previous one: there it does
+as well as extrapolating the previous increment did (2D bump, 48² cells: 5, 5, 4
+against 6, 5, 4).
+
+*Density unknowns* (every non-entropic energy by default, and any energy with
+``variable="density"``).  The slices start strictly inside,
+:math:`(1-\theta)\rho_k + \theta\bar\rho`, so :math:`\rho_k` may vanish on open sets;
+the barrier's units are those of the potential,
+:math:`\Phi = \eta\,\operatorname{osc}\delta J/\delta\rho`
+(:mod:`jkoflow.solvers.interior_point`).  When :math:`\rho_k` is the previous step's
+result, the slices are predicted by the previous increment
+:math:`\delta = \rho_k - \rho_{k-1}` (scaled by the ratio of the step sizes):
 
 .. math::
 
@@ -57,6 +66,7 @@ import ufl
 from .benamou_brenier import BenamouBrenier, TransportResult
 from .common import (SolverDivergedError, check_density, check_positive, global_max,
                      global_min)
+from .predictor import LogIncrementPredictor
 
 __all__ = ["JKOStep", "W2Geodesic", "wasserstein_distance", "CORRECTIONS"]
 
@@ -104,6 +114,12 @@ class JKOStep(BenamouBrenier):
         ``None`` (plain JKO, terminal term :math:`\eta J`) or ``"implicit-bias"``
         (terminal term :math:`\eta F_\eta`, :math:`F_\eta = J + (\eta/4) I_J`, see
         :meth:`~jkoflow.solvers.Energy.corrected_form`): a second-order scheme.
+    predictor
+        Log unknowns: start Newton's slices on the line to the linearly implicit Euler
+        prediction (``True``, the default; module docstring) or at :math:`l_k`
+        (``False``).  Its linear solve has the options prefix
+        ``options_prefix + "predictor_"``.  Density unknowns have their own start and
+        accept only ``True``.
     solver_parameters, options_prefix, appctx
         Firedrake solver options; the prefix defaults to ``"jko"`` so that
         ``-jko_snes_monitor`` works from the command line.
@@ -117,7 +133,8 @@ class JKOStep(BenamouBrenier):
     Raises
     ------
     ValueError
-        For an unknown ``correction`` (the message names the valid ones).
+        For an unknown ``correction`` (the message names the valid ones), or
+        ``predictor=False`` with density unknowns.
 
     Notes
     -----
@@ -140,7 +157,7 @@ class JKOStep(BenamouBrenier):
     def __init__(self, energy, eta: float, N: int = 4, *, degree: int = 1,
                  variable: str | None = None, barrier: dict | None = None,
                  correction: str | None = None, quadrature_degree: int | None = None,
-                 solver_parameters: dict | None = None,
+                 predictor: bool = True, solver_parameters: dict | None = None,
                  solver_parameters_extra: dict | None = None,
                  options_prefix: str = "jko", appctx: dict | None = None):
         self.energy = energy
@@ -158,6 +175,12 @@ class JKOStep(BenamouBrenier):
         self._previous_phi = None
         self._previous_increment = self._previous_end = None
         self._warm_slices = None
+        if not predictor and self.variable != "log":
+            raise ValueError("predictor=False applies to log unknowns only (density "
+                             "unknowns start from the interior point's guess)")
+        #: Whether log steps start from the linearised slices (else flat slices).
+        self.predictor = bool(predictor)
+        self._predictor = None
         self.continuation_path = []
 
     def _terminal(self, rho) -> ufl.Form:
@@ -331,19 +354,19 @@ class JKOStep(BenamouBrenier):
         if warm:
             self.initial_guess(slices=self._predicted_slices(), phi=self._previous_phi)
         else:
-            self.initial_guess(phi=self._guess_potential())
+            self.initial_guess(slices=self._linearised_slices(), phi=self._guess_potential())
         target = float(self.eta)
 
         def set_eta(value):
             self.eta.assign(value)
 
-        def trivial_guess():
-            self.initial_guess(phi=self._guess_potential())
+        def cold_guess():
+            self.initial_guess(slices=self._linearised_slices(), phi=self._guess_potential())
 
         try:
             # Only the interior point's warm start is retried cold: with log unknowns
             # the cold start is no safer, and continuation starts from it anyway.
-            result = self.solve_with_continuation(what, set_eta, target, trivial_guess,
+            result = self.solve_with_continuation(what, set_eta, target, cold_guess,
                                                   warm=warm and self.variable == "density")
         except SolverDivergedError as err:
             raise SolverDivergedError(f"{err}{self._steep_tails_hint()}", history=err.history,
@@ -391,42 +414,53 @@ class JKOStep(BenamouBrenier):
         with diff.dat.vec_ro as d, self.start.dat.vec_ro as r:
             return d.norm(PETSc.NormType.INFINITY) <= 1e-12 * r.norm(PETSc.NormType.INFINITY)
 
-    def _predicted_slices(self) -> list | None:
-        """The warm-start slices (module docstring), or ``None`` (no previous step, or
-        log unknowns whose step does not continue it)."""
-        if self._previous_increment is None:
-            return None
+    #: Bound on the predicted fall of each nodal log-density (:math:`\delta \ge -3`).
+    #: The linearised density update :math:`\rho_k(1 + \delta)` cannot follow tails
+    #: that fall by tens of log units (a confining potential with large
+    #: :math:`\eta V''`): there its :math:`\delta` is far below :math:`-1` and
+    #: meaningless.  Measured on the steep-tails cases (``benchmarks/steep_tails.py``,
+    #: first step, log unknowns): 61--246 Newton iterations unbounded, 31--50 with the
+    #: bound (34--50 from flat slices); no effect on the 2D bump, whose tails rise.
+    MAX_PREDICTED_LOG_FALL = 3.0
+
+    def _slice_guesses(self) -> list:
+        """Work space for the guessed slices (one ``Function`` per unknown slice)."""
         if self._warm_slices is None:
-            self._warm_slices = [Function(self.V, name=f"warm_slice_{i}")
+            self._warm_slices = [Function(self.V, name=f"slice_guess_{i}")
                                  for i in range(1, self.N + 1)]
+        return self._warm_slices
+
+    def _linearised_slices(self) -> list | None:
+        r"""Log unknowns: :math:`l_k + \tfrac{i}{N}\delta`, :math:`\delta` the
+        linearly implicit Euler increment (:class:`LogIncrementPredictor`, built at the
+        first use); density unknowns: ``None`` (the interior start)."""
+        if self.variable != "log" or not self.predictor:
+            return None
+        if self._predictor is None:
+            self._predictor = LogIncrementPredictor(
+                self.energy, self.start, self.eta, self.dx,
+                options_prefix=f"{self.options_prefix}predictor_")
+        delta = ufl.max_value(self._predictor.solve(), -self.MAX_PREDICTED_LOG_FALL)
+        slices = self._slice_guesses()
+        for i, f in enumerate(slices, start=1):
+            f.interpolate(self.start + (i / self.N) * delta)
+        return slices
+
+    def _predicted_slices(self) -> list | None:
+        """The warm-start slices (module docstring): the linearised slices for log
+        unknowns, the previous increment's prediction for density unknowns (``None``
+        unless the step continues the previous one)."""
         if self.variable == "log":
-            if not self._continues_previous_step():
-                return None
-            c = self.MAX_PREDICTED_LOG_CHANGE
-            change = ufl.max_value(ufl.min_value(self._previous_increment, c), -c)
-            for i, f in enumerate(self._warm_slices, start=1):
-                f.interpolate(self.start + (i / self.N) * change)
-            return self._warm_slices
+            return self._linearised_slices()
+        if not self._continues_previous_step():
+            return None
         theta = self.barrier["warm_mix"]
         rho_bar, mass = self.mean_density(), self.mass(self.start)
-        for i, f in enumerate(self._warm_slices, start=1):
+        for i, f in enumerate(self._slice_guesses(), start=1):
             f.interpolate((1 - theta) * ufl.max_value(
                 self.start + (i / self.N) * self._previous_increment, 0.0) + theta * rho_bar)
             f *= mass / self.mass(f)
         return self._warm_slices
-
-    #: Bound on the predicted change of each nodal log-density in a chained step (the
-    #: previous increment, clipped).  Where the tails rise or fall by more than this
-    #: in one step the previous increment predicts the next one badly (it extrapolates
-    #: a tail that is slowing down), and Newton then spends clipped iterations
-    #: undoing the overshoot.  Measured (Newton iterations of chained steps): the 2D
-    #: bump of ``benchmarks/variant_growth.py`` on 48^2 cells, warm steps 12 and 7 from
-    #: the potential alone, 7 and 5 unclipped, 6 and 5 at 3, 9 and 6 at 2; the
-    #: steep-tails runs of ``tests/test_jko_tails.py`` with log unknowns, steps 2-5:
-    #: quartic 42, 37, 86, 6 from the potential alone, 39, 34, 40, 26 at 3, 38, 34,
-    #: 72, 61 at 4; double well 173, 36, 66, 5 and 38, 32, 49, 5 at 3, and 137, 29,
-    #: 44, 5 at 8.
-    MAX_PREDICTED_LOG_CHANGE = 3.0
 
     #: Range of the start log-density above which a failed log-unknown step says
     #: that density unknowns are the remedy.
