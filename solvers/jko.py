@@ -315,9 +315,10 @@ class JKOStep(BenamouBrenier):
         warm_start
             Start from the previous step (module docstring): its potential (rescaled
             by the step ratio) instead of :math:`-\eta\,\delta J/\delta\rho(\rho_k)`,
-            and, for chained steps, the slices predicted by its increment (a failed
-            warm start of density unknowns is then retried cold).  ``None``: warm for log
-            unknowns whenever there is a previous step, for density unknowns when
+            and, for chained steps with density unknowns, the slices predicted by its
+            increment (a failed warm start of density unknowns is then retried cold).
+            Log unknowns start from the linearised slices either way.  ``None``: warm
+            for log unknowns whenever there is a previous step, for density unknowns when
             ``rho_k`` is the previous step's result (chained steps, as in
             :class:`~jkoflow.solvers.JKOScheme`); ``True``: warm whenever there is a
             previous step; ``False``: cold.  (The potential
