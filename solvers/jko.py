@@ -117,8 +117,8 @@ class JKOStep(BenamouBrenier):
     predictor
         Log unknowns: start Newton's slices on the line to the linearly implicit Euler
         prediction (``True``, the default; module docstring) or at :math:`l_k`
-        (``False``).  Its linear solve has the options prefix
-        ``options_prefix + "predictor_"``.  Density unknowns have their own start and
+        (``False``).  Its linear solve has the step's options prefix followed by
+        ``predictor_`` (``-jko_predictor_ksp_view``).  Density unknowns have their own start and
         accept only ``True``.
     solver_parameters, options_prefix, appctx
         Firedrake solver options; the prefix defaults to ``"jko"`` so that
@@ -440,7 +440,7 @@ class JKOStep(BenamouBrenier):
         if self._predictor is None:
             self._predictor = LogIncrementPredictor(
                 self.energy, self.start, self.eta, self.dx,
-                options_prefix=f"{self.options_prefix}predictor_")
+                options_prefix=f"{self.solver.options_prefix}predictor_")
         delta = ufl.max_value(self._predictor.solve(), -self.MAX_PREDICTED_LOG_FALL)
         slices = self._slice_guesses()
         for i, f in enumerate(slices, start=1):
