@@ -31,6 +31,7 @@ import sys
 import time
 
 from firedrake import COMM_WORLD
+from firedrake.petsc import PETSc
 from mpi4py import MPI
 
 from jkoflow.solvers import JKOStep, set_log_level
@@ -84,8 +85,7 @@ def main(quick: bool):
                    f"{lin['path']} | {lin['cpu']:.2f} | {flat['its']} | {flat['path']} | "
                    f"{flat['cpu']:.2f} | {flat['cpu'] / lin['cpu']:.1f} | {l1:.1e} |")
             lines.append(row)
-            if COMM_WORLD.rank == 0:
-                print(row, flush=True)
+            PETSc.Sys.Print(row)
     if COMM_WORLD.rank == 0:
         write_table("cold_start", lines, quick)
 

@@ -373,13 +373,15 @@ class JKOStep(BenamouBrenier):
             raise SolverDivergedError(f"{err}{self._steep_tails_hint()}", history=err.history,
                                       reason=err.reason) from None
         self._previous_phi = result.phi.copy(deepcopy=True)
-        end = result.log_rho if self.variable == "log" else result.rho
-        self._remember_increment(end, self.start)
+        self._remember_increment(result.rho, self.start)
         return result
 
     def _remember_increment(self, end, start) -> None:
-        """Keep the last step's end and increment, in the representation (log or
-        density), for the warm start of a chained step."""
+        """Density unknowns: keep the last step's end and increment, for the warm
+        start of a chained step (log unknowns start from the linearised slices and
+        need neither)."""
+        if self.variable != "density":
+            return
         if self._previous_increment is None:
             self._previous_increment = Function(self.V, name="previous_increment")
             self._previous_end = Function(self.V, name="previous_end")
@@ -404,7 +406,7 @@ class JKOStep(BenamouBrenier):
             built with (a later ``eta`` rescales it).
         """
         self._previous_phi = Function(self.V).interpolate(phi)
-        self._remember_increment(self.represent(rho_k), self.represent(rho_previous))
+        self._remember_increment(rho_k, rho_previous)
 
     def _continues_previous_step(self) -> bool:
         """Whether :math:`\rho_k` is the previous step's result (to round-off): the

@@ -70,7 +70,7 @@ class LogIncrementPredictor:
     ----------
     energy
         The energy :math:`J` (:class:`~jkoflow.solvers.energies.Energy`); its
-        :meth:`flux` is linearised in the log-density.
+        first variation is linearised in the log-density.
     log_rho
         The start :math:`l_k` (a ``Function``; its space is the increment's).
     eta
