@@ -20,5 +20,6 @@ from .jko import CORRECTIONS, JKOStep, W2Geodesic, wasserstein_distance  # noqa:
 from .predictor import LogIncrementPredictor  # noqa: F401
 from .representation import choose_variable, predicted_log_change  # noqa: F401
 from .jko_scheme import JKOScheme, load_checkpoint  # noqa: F401
-from .exact import barenblatt, barenblatt_constants, barenblatt_jko_time  # noqa: F401
+from .exact import (barenblatt, barenblatt_constants, barenblatt_jko_time,  # noqa: F401
+                    gaussian_jko_step)
 from .jkoflow import *  # noqa: F401,F403

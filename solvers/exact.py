@@ -37,12 +37,23 @@ pressure vanishes there.  So a JKO step maps :math:`B(s_k)` exactly onto
 :func:`barenblatt_jko_time` solves it for :math:`s_{k+1}` (the left side minus the
 right one decreases in :math:`s_{k+1}`; bisection).  The discrete time
 :math:`s_k` lags :math:`t_0 + k\tau` by :math:`O(\tau)`.
+
+The **JKO step of a Gaussian** for KL to :math:`N(0, 1)` (:math:`V = x^2/2`, on the
+line) is a Gaussian as well.  For :math:`\rho_{k+1} = N(m_1, s_1^2)` the optimal map
+back to :math:`\rho_k = N(m_0, s_0^2)` is :math:`S(y) = m_0 + (s_0/s_1)(y - m_1)`, and
+the optimality condition :math:`(y - S(y))/\eta = -\partial_y(\log\rho_{k+1} + V)
+= (y - m_1)/s_1^2 - y` is affine in :math:`y`.  Its two coefficients give
+
+.. math:: (1+\eta)\,s_1^2 - s_0 s_1 - \eta = 0, \qquad m_1 = \frac{m_0}{1+\eta}
+
+(:func:`gaussian_jko_step`; the positive root).
 """
 from __future__ import annotations
 
 import ufl
 
-__all__ = ["barenblatt_constants", "barenblatt", "barenblatt_jko_time"]
+__all__ = ["barenblatt_constants", "barenblatt", "barenblatt_jko_time",
+           "gaussian_jko_step"]
 
 
 def barenblatt_constants(m: float, d: int) -> tuple[float, float, float]:
@@ -81,3 +92,19 @@ def barenblatt_jko_time(s: float, tau: float, m: float, d: int) -> float:
         else:
             hi = mid
     return 0.5 * (lo + hi)
+
+
+def gaussian_jko_step(mean: float, std: float, eta: float) -> tuple[float, float]:
+    r"""Mean and standard deviation of the exact JKO step of :math:`N(m_0, s_0^2)` of
+    size ``eta`` for KL to :math:`N(0, 1)` on the line (module docstring).
+
+    Raises
+    ------
+    ValueError
+        For ``std <= 0`` or ``eta <= 0``.
+    """
+    if not (std > 0 and eta > 0):
+        raise ValueError(f"the Gaussian JKO step needs std > 0 and eta > 0, got std = "
+                         f"{std!r}, eta = {eta!r}")
+    s1 = (std + (std ** 2 + 4 * eta * (1 + eta)) ** 0.5) / (2 * (1 + eta))
+    return mean / (1 + eta), s1

@@ -19,7 +19,7 @@ from firedrake.petsc import PETSc
 from conftest import Records, rates
 from jkoflow.meshes import interval, poincare_disk, rectangle, sphere, torus
 from jkoflow.solvers import (BenamouBrenier, JKOScheme, JKOStep, SolverDivergedError, W2Geodesic, entropy, kl,
-                             logger, preset, restart)
+                             gaussian_jko_step, logger, preset, restart)
 from jkoflow.solvers import common
 from jkoflow.solvers.predictor import LogIncrementPredictor
 
@@ -640,9 +640,8 @@ def gaussian_jko_case(geom, eta, N, predictor):
     var0 = 0.25
     rho0 = Function(V).interpolate(ufl.exp(-(x - 0.5) ** 2 / (2 * var0))
                                    / np.sqrt(2 * np.pi * var0))
-    s0 = np.sqrt(var0)
-    s = (s0 + np.sqrt(s0 ** 2 + 4 * (1 + eta) * eta)) / (2 * (1 + eta))
-    exact = ufl.exp(-(x - 0.5 / (1 + eta)) ** 2 / (2 * s ** 2)) / np.sqrt(2 * np.pi * s ** 2)
+    m, s = gaussian_jko_step(0.5, np.sqrt(var0), eta)
+    exact = ufl.exp(-(x - m) ** 2 / (2 * s ** 2)) / np.sqrt(2 * np.pi * s ** 2)
     step = JKOStep(kl(geom, x ** 2 / 2), eta, N, predictor=predictor,
                    options_prefix=f"gauss_{int(predictor)}_{N}_")
     return step, step.solve(rho0), exact
@@ -670,6 +669,8 @@ def test_log_steps_start_from_the_linearised_prediction():
     assert pred.continuation_path == [] and chained.snes_iterations <= 8
     with pytest.raises(ValueError, match="predictor=False applies to log unknowns"):
         JKOStep(kl(geom, geom.x[0] ** 2 / 2), 0.1, 2, variable="density", predictor=False)
+    with pytest.raises(ValueError, match="needs std > 0 and eta > 0"):
+        gaussian_jko_step(0.5, 0.5, 0.0)
 
 
 def test_log_increment_predictor_is_first_order_and_conservative():

@@ -47,8 +47,8 @@ import ufl
 from firedrake import COMM_WORLD, Function, FunctionSpace, assemble
 
 from jkoflow.meshes import Geometry, interval, rectangle
-from jkoflow.solvers import (JKOScheme, JKOStep, SolverDivergedError, choose_variable, kl,
-                             logger, porous_medium, predicted_log_change,
+from jkoflow.solvers import (JKOScheme, JKOStep, SolverDivergedError, choose_variable,
+                             gaussian_jko_step, kl, logger, porous_medium, predicted_log_change,
                              read_checkpoint, restart, wasserstein_distance)
 from jkoflow.solvers.representation import recorded_variable
 from jkoflow.solvers.common import global_min
@@ -194,8 +194,7 @@ def check_step_from_log_density_minimum_700_with_density_unknowns():
     assert step.solver.parameters["mat_mumps_icntl_14"] >= 100
     # exact step of N(m0, s0^2): N(m0/(1+eta), s1^2), (1+eta) s1^2 - s0 s1 - eta = 0
     m0, s0 = 0.5, 4.5 / np.sqrt(2 * abs(lmin))
-    s1 = (s0 + np.sqrt(s0 ** 2 + 4 * eta * (1 + eta))) / (2 * (1 + eta))
-    m1 = m0 / (1 + eta)
+    m1, s1 = gaussian_jko_step(m0, s0, eta)
     exact = ufl.exp(-(x - m1) ** 2 / (2 * s1 ** 2)) / np.sqrt(2 * np.pi * s1 ** 2)
     start = ufl.exp(-(x - m0) ** 2 / (2 * s0 ** 2)) / np.sqrt(2 * np.pi * s0 ** 2)
     err = assemble(abs(res.rho - exact) * ufl.dx(degree=10))
