@@ -38,15 +38,16 @@ pressure vanishes there.  So a JKO step maps :math:`B(s_k)` exactly onto
 right one decreases in :math:`s_{k+1}`; bisection).  The discrete time
 :math:`s_k` lags :math:`t_0 + k\tau` by :math:`O(\tau)`.
 
-The **JKO step of a Gaussian** for KL to :math:`N(0, 1)` (:math:`V = x^2/2`, on the
-line) is a Gaussian as well.  For :math:`\rho_{k+1} = N(m_1, s_1^2)` the optimal map
-back to :math:`\rho_k = N(m_0, s_0^2)` is :math:`S(y) = m_0 + (s_0/s_1)(y - m_1)`, and
-the optimality condition :math:`(y - S(y))/\eta = -\partial_y(\log\rho_{k+1} + V)
-= (y - m_1)/s_1^2 - y` is affine in :math:`y`.  Its two coefficients give
+The **JKO step of a Gaussian** for the relative entropy to :math:`N(0, 1/a)` on the
+line (:math:`V = a x^2/2`) is a Gaussian as well (derived in the documentation's
+*Reference solutions*, :doc:`/maths/reference_solutions`):
 
-.. math:: (1+\eta)\,s_1^2 - s_0 s_1 - \eta = 0, \qquad m_1 = \frac{m_0}{1+\eta}
+.. math::
 
-(:func:`gaussian_jko_step`; the positive root).
+    m_{k+1} = \frac{m_k}{1 + a\eta}, \qquad
+    s_{k+1} = \frac{s_k + \sqrt{s_k^2 + 4\eta(1 + a\eta)}}{2(1 + a\eta)}
+
+(:func:`gaussian_jko_step`).
 """
 from __future__ import annotations
 
@@ -94,17 +95,19 @@ def barenblatt_jko_time(s: float, tau: float, m: float, d: int) -> float:
     return 0.5 * (lo + hi)
 
 
-def gaussian_jko_step(mean: float, std: float, eta: float) -> tuple[float, float]:
-    r"""Mean and standard deviation of the exact JKO step of :math:`N(m_0, s_0^2)` of
-    size ``eta`` for KL to :math:`N(0, 1)` on the line (module docstring).
+def gaussian_jko_step(mean: float, std: float, eta: float,
+                      a: float = 1.0) -> tuple[float, float]:
+    r"""Mean and standard deviation after one exact JKO step of size ``eta`` from
+    :math:`N(m, s^2)` (``mean``, ``std``) for the relative entropy to
+    :math:`N(0, 1/a)` on the line (module docstring).
 
     Raises
     ------
     ValueError
-        For ``std <= 0`` or ``eta <= 0``.
+        For ``std <= 0``, ``eta <= 0`` or ``a <= 0``.
     """
-    if not (std > 0 and eta > 0):
-        raise ValueError(f"the Gaussian JKO step needs std > 0 and eta > 0, got std = "
-                         f"{std!r}, eta = {eta!r}")
-    s1 = (std + (std ** 2 + 4 * eta * (1 + eta)) ** 0.5) / (2 * (1 + eta))
-    return mean / (1 + eta), s1
+    if not (std > 0 and eta > 0 and a > 0):
+        raise ValueError(f"the Gaussian JKO step needs std > 0, eta > 0 and a > 0, got "
+                         f"std = {std!r}, eta = {eta!r}, a = {a!r}")
+    c = 1 + a * eta
+    return mean / c, (std + (std ** 2 + 4 * eta * c) ** 0.5) / (2 * c)

@@ -31,8 +31,7 @@ def exact_gaussian_jko(k, eta=ETA, m=M0, s2=S0, a=A):
     mean, variance after k steps."""
     s = s2 ** 0.5
     for _ in range(k):
-        m = m / (1 + a * eta)
-        s = (s + (s * s + 4 * eta * (1 + a * eta)) ** 0.5) / (2 * (1 + a * eta))
+        m, s = gaussian_jko_step(m, s, eta, a)
     return m, s * s
 
 
@@ -669,7 +668,7 @@ def test_log_steps_start_from_the_linearised_prediction():
     assert pred.continuation_path == [] and chained.snes_iterations <= 8
     with pytest.raises(ValueError, match="predictor=False applies to log unknowns"):
         JKOStep(kl(geom, geom.x[0] ** 2 / 2), 0.1, 2, variable="density", predictor=False)
-    with pytest.raises(ValueError, match="needs std > 0 and eta > 0"):
+    with pytest.raises(ValueError, match="needs std > 0, eta > 0 and a > 0"):
         gaussian_jko_step(0.5, 0.5, 0.0)
 
 

@@ -26,7 +26,8 @@ from scipy.integrate import solve_ivp
 from jkoflow.meshes import (Geometry, interval, poincare_disk, rectangle, sphere, torus,
                             unit_square)
 from jkoflow.solvers import (Checkpointer, JKOFlow, TimeSeries, UnstableFormError, VTKOutput,
-                             entropy, kl, porous_medium, potential_energy, restart)
+                             entropy, gaussian_jko_step, kl, porous_medium, potential_energy,
+                             restart)
 
 from conftest import rates
 
@@ -55,8 +56,7 @@ def jko_gaussian(eta, n, a=A, m0=M0, s0=S0):
     """The exact JKO recursion for Gaussians (docs/maths/reference_solutions.rst): (m_n, s_n)."""
     m, s = m0, math.sqrt(s0)
     for _ in range(n):
-        m = m / (1 + a * eta)
-        s = (s + math.sqrt(s * s + 4 * eta * (1 + a * eta))) / (2 * (1 + a * eta))
+        m, s = gaussian_jko_step(m, s, eta, a)
     return m, s
 
 
