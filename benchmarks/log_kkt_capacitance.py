@@ -264,13 +264,11 @@ def monolithic_amg(n: int) -> list:
     """Cold and warm step with MUMPS and with :class:`InterlacedAMGPC` (FGMRES 1e-6)."""
     _, _, energy, rho0 = bump_case(n)
     rows = []
-    steps = {}
     for name, sp_params in (("MUMPS", None), ("AMG", params("InterlacedAMGPC"))):
         step = JKOStep(energy, 0.05, 4, solver_parameters=sp_params,
                        options_prefix=f"lkc_amg_{name}_{n}_")
         outer = count_outer(step) if sp_params else []
         step.solve(rho0)                            # compiles the kernels
-        steps[name] = step
         for stage in ("cold", "warm"):
             outer.clear()
             c0 = time.process_time()
