@@ -174,7 +174,7 @@ class JKOStep(BenamouBrenier):
                          options_prefix=options_prefix, appctx=appctx)
         self._previous_phi = None
         self._previous_increment = self._previous_end = None
-        self._warm_slices = None
+        self._guessed_slices = None
         if not predictor and self.variable != "log":
             raise ValueError("predictor=False applies to log unknowns only (density "
                              "unknowns start from the interior point's guess)")
@@ -428,10 +428,10 @@ class JKOStep(BenamouBrenier):
 
     def _slice_guesses(self) -> list:
         """Work space for the guessed slices (one ``Function`` per unknown slice)."""
-        if self._warm_slices is None:
-            self._warm_slices = [Function(self.V, name=f"slice_guess_{i}")
-                                 for i in range(1, self.N + 1)]
-        return self._warm_slices
+        if self._guessed_slices is None:
+            self._guessed_slices = [Function(self.V, name=f"slice_guess_{i}")
+                                    for i in range(1, self.N + 1)]
+        return self._guessed_slices
 
     def _linearised_slices(self) -> list | None:
         r"""Log unknowns: :math:`l_k + \tfrac{i}{N}\delta`, :math:`\delta` the
@@ -459,11 +459,12 @@ class JKOStep(BenamouBrenier):
             return None
         theta = self.barrier["warm_mix"]
         rho_bar, mass = self.mean_density(), self.mass(self.start)
-        for i, f in enumerate(self._slice_guesses(), start=1):
+        slices = self._slice_guesses()
+        for i, f in enumerate(slices, start=1):
             f.interpolate((1 - theta) * ufl.max_value(
                 self.start + (i / self.N) * self._previous_increment, 0.0) + theta * rho_bar)
             f *= mass / self.mass(f)
-        return self._warm_slices
+        return slices
 
     #: Range of the start log-density above which a failed log-unknown step says
     #: that density unknowns are the remedy.
