@@ -37,14 +37,16 @@ from firedrake import (COMM_WORLD, NonlinearVariationalProblem, NonlinearVariati
 from firedrake.exceptions import ConvergenceError
 from firedrake.petsc import PETSc
 
-from jkoflow.solvers import JKOStep
+from jkoflow.solvers import JKOStep, preset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _results import write_table  # noqa: E402
 from _workloads import bump_case  # noqa: E402
 
-MUMPS = {"mat_mumps_icntl_14": 200, "mat_mumps_icntl_24": 1}
+#: The MUMPS controls of the step's own direct solve (the "direct" preset).
+MUMPS = {int(k.rsplit("_", 1)[1]): v for k, v in preset("direct").items()
+         if k.startswith("mat_mumps_icntl_")}
 
 
 def asymmetry(A: PETSc.Mat) -> float:
@@ -64,7 +66,7 @@ def factorise(H: PETSc.Mat, pc_type: str, repeats: int = 3) -> dict:
     pc.setFactorSetUpSolverType()
     F = pc.getFactorMatrix()
     for k, v in MUMPS.items():
-        F.setMumpsIcntl(int(k.rsplit("_", 1)[1]), v)
+        F.setMumpsIcntl(k, v)
     ksp.setUp()
     cpu = []
     for _ in range(repeats):
@@ -107,11 +109,8 @@ def measure(n: int) -> dict:
     history = []
     solver = NonlinearVariationalSolver(
         NonlinearVariationalProblem(F, step.w), options_prefix=f"symm_newton{n}_",
-        solver_parameters={"snes_type": "newtonls", "snes_linesearch_type": "bt",
-                           "snes_max_it": 30, "snes_rtol": 1e-12, "snes_atol": 1e-13,
-                           "snes_stol": 0.0, "mat_type": "aij", "ksp_type": "preonly",
-                           "pc_type": "cholesky", "pc_factor_mat_solver_type": "mumps",
-                           **MUMPS})
+        solver_parameters=preset("direct", pc_type="cholesky", snes_max_it=30,
+                                 snes_rtol=1e-12, snes_atol=1e-13))
     solver.snes.setMonitor(lambda snes, it, fnorm: history.append(fnorm))
     try:
         solver.solve()

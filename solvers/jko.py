@@ -51,8 +51,9 @@ each rescaled to the mass of :math:`\rho_k`, with a smaller mix :math:`\theta_w`
 near its central path: on the steep-tails cases of ``benchmarks/steep_tails.py`` a
 warm step took 17--19 Newton iterations instead of 20--25, the first barrier level
 4--6 instead of 8--14 (measured with barrier problems solved to :math:`10\hat\mu`,
-before the looser rule of :mod:`jkoflow.solvers.interior_point`).  A warm start of density unknowns that fails is retried once
-from the cold start (logged) before any continuation.
+before the looser rule of :mod:`jkoflow.solvers.interior_point`).  A warm start of
+density unknowns that fails is retried once from the cold start (logged) before any
+continuation.
 """
 from __future__ import annotations
 

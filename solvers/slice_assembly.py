@@ -123,6 +123,7 @@ class SliceAssembledSolver(OptionsManager):
                                   for ij, b in self.blocks.items()}
         self._block_values: dict = {}
         self._J = None
+        self._coo_order: list = []
         self._nullspace = nullspace
         # Every rank owns its dofs of field 0, then of field 1, ...: the local
         # offsets of the fields in the state's Vec.
@@ -179,15 +180,15 @@ class SliceAssembledSolver(OptionsManager):
             if self._nullspace is not None:
                 self._J.setNullSpace(self._nullspace.nullspace())
         values = [self._block_values[ij].petscmat.getValuesCSR()[2]
-                  for ij in sorted(self._block_values)]
+                  for ij in self._coo_order]
         self._J.setValuesCOO(np.concatenate(values) if values else np.zeros(0),
                              addv=PETSc.InsertMode.INSERT_VALUES)
         return self._J
 
     def _coo_matrix(self) -> PETSc.Mat:
         """The AIJ matrix of the state's layout, preallocated for the blocks' entries
-        (in the order of :meth:`jacobian`'s values: blocks sorted, rows of each block
-        as ``getValuesCSR`` gives them)."""
+        in the order in which :meth:`jacobian` passes their values: the blocks in
+        ``_coo_order`` (set here), the rows of each as ``getValuesCSR`` gives them."""
         comm = self.snes.comm
         V_ranges = np.asarray(self.V.dof_dset.layout_vec.getOwnershipRanges())
         W_ranges = np.asarray(self.W.dof_dset.layout_vec.getOwnershipRanges())
@@ -203,7 +204,8 @@ class SliceAssembledSolver(OptionsManager):
             return W_ranges[owner] + field * v_local[owner] + v_index - V_ranges[owner]
 
         rows, cols = [], []
-        for i, j in sorted(self._block_values):
+        self._coo_order = sorted(self._block_values)
+        for i, j in self._coo_order:
             indptr, indices, _ = self._block_values[i, j].petscmat.getValuesCSR()
             local_rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
             rows.append(state_index(local_rows + V_ranges[rank], i))
