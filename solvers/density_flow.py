@@ -154,10 +154,9 @@ class DensityFlow(TimeIntegrator):
     @cached_property
     def _energy_value(self) -> FormValue:
         en, rho = self.energy, self.rho_expr
-        if self.variable == "log" or not en.entropic:
+        if self.variable == "log":
             return FormValue(en.integrand(rho) * self.dx)
-        Vrho = en.V * rho if en.V is not None else 0
-        return FormValue(ufl.conditional(ufl.gt(rho, 0), en.integrand(rho), Vrho) * self.dx)
+        return FormValue(en.value_integrand(rho) * self.dx)
 
     def dissipation(self) -> float:
         r""":math:`I_J(\rho) = \int|\nabla_g\,\delta J/\delta\rho|_g^2\rho = -dJ/dt` along

@@ -97,6 +97,17 @@ class Energy:
         u = self._derivatives(rho)[0]
         return u if self.V is None else u + self.V * rho
 
+    def value_integrand(self, rho):
+        r"""The integrand :math:`U(\rho) + V\rho` for *evaluating* :math:`J` at a
+        density that may vanish: for an entropic energy :math:`U(\rho)` is taken as 0
+        where :math:`\rho \le 0` (its continuous extension at 0), so that
+        :math:`0\log 0` and round-off undershoots do not give NaN.  Not for forms that
+        are differentiated (the solvers' iterates are positive)."""
+        if not self.entropic:
+            return self.integrand(rho)
+        Vrho = self.V * rho if self.V is not None else 0
+        return ufl.conditional(ufl.gt(rho, 0), self.integrand(rho), Vrho)
+
     def first_variation(self, rho, log_rho=None):
         r""":math:`g = \delta J/\delta\rho = U'(\rho) + V` as a UFL expression.
 
@@ -170,8 +181,9 @@ class Energy:
         return self.integrand(rho) * self.geometry.dx
 
     def value(self, rho) -> float:
-        r"""The number :math:`J(\rho)` (collective)."""
-        return float(assemble(self.form(rho)))
+        r"""The number :math:`J(\rho)` (collective; :math:`0\log 0 = 0`,
+        :meth:`value_integrand`)."""
+        return float(assemble(self.value_integrand(rho) * self.geometry.dx))
 
     def curvature_form(self, rho, log_rho=None, dx=None) -> ufl.Form:
         r""":math:`I_J(\rho) = \int|\nabla_g g|_g^2\rho\,\mathrm{dvol}` as a UFL form.

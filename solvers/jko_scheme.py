@@ -198,12 +198,16 @@ class JKOScheme(Stepper):
             self._log_rho.interpolate(ufl.ln(ufl.max_value(self._state, _TINY)))
 
     def energy_value(self) -> float:
-        """:math:`J(\\rho_k)`, with the step solver's quadrature (the form is built once)."""
+        """:math:`J(\\rho_k)`, with the step solver's quadrature (the form is built once;
+        for density unknowns :math:`0\\log 0 = 0`:
+        :meth:`~jkoflow.solvers.Energy.value_integrand`)."""
         return self._energy_value()
 
     @cached_property
     def _energy_value(self) -> FormValue:
-        return FormValue(self.energy.integrand(self.rho_expr) * self.jko.dx)
+        if self.variable == "log":
+            return FormValue(self.energy.integrand(self.rho_expr) * self.jko.dx)
+        return FormValue(self.energy.value_integrand(self.rho_expr) * self.jko.dx)
 
     @property
     def correction(self) -> str | None:
