@@ -116,6 +116,10 @@ class JKOStep(BenamouBrenier):
         ``None`` (plain JKO, terminal term :math:`\eta J`) or ``"implicit-bias"``
         (terminal term :math:`\eta F_\eta`, :math:`F_\eta = J + (\eta/4) I_J`, see
         :meth:`~jkoflow.solvers.Energy.corrected_form`): a second-order scheme.
+    quadrature_degree, quadrature
+        The quadrature of every integral (:class:`~jkoflow.solvers.BenamouBrenier`):
+        Gauss (default) or ``quadrature="vertex"`` (:math:`P_1`), whose log steps the
+        ``"ldlt"`` solver takes 1.4--1.7 times faster.
     predictor
         Log unknowns: start Newton's slices on the line to the linearly implicit Euler
         prediction (``True``, the default; module docstring) or at :math:`l_k`
@@ -159,7 +163,8 @@ class JKOStep(BenamouBrenier):
     def __init__(self, energy, eta: float, N: int = 4, *, degree: int = 1,
                  variable: str | None = None, barrier: dict | None = None,
                  correction: str | None = None, quadrature_degree: int | None = None,
-                 predictor: bool = True, solver_parameters: dict | None = None,
+                 quadrature: str = "gauss", predictor: bool = True,
+                 solver_parameters: dict | None = None,
                  solver_parameters_extra: dict | None = None,
                  options_prefix: str = "jko", appctx: dict | None = None):
         self.energy = energy
@@ -170,7 +175,7 @@ class JKOStep(BenamouBrenier):
         # J (or F_eta) with the solver's quadrature rule (self.dx), as every other term
         super().__init__(energy.geometry, N, terminal=self._terminal,
                          degree=degree, variable=variable, barrier=barrier,
-                         quadrature_degree=quadrature_degree,
+                         quadrature_degree=quadrature_degree, quadrature=quadrature,
                          solver_parameters=solver_parameters,
                          solver_parameters_extra=solver_parameters_extra,
                          options_prefix=options_prefix, appctx=appctx)
@@ -184,6 +189,19 @@ class JKOStep(BenamouBrenier):
         self.predictor = bool(predictor)
         self._predictor = None
         self.continuation_path = []
+
+    def check_preconditioner(self, pc: str):
+        r"""As :meth:`~jkoflow.solvers.BenamouBrenier.check_preconditioner`; in addition
+        the ``"ldlt"`` solver refuses corrected steps: their Fisher-information term
+        :math:`|\nabla_g l|^2 e^{l}` is not a function of the nodal densities alone, so
+        the scaled Jacobian is not symmetric even with the vertex rule."""
+        super().check_preconditioner(pc)
+        if pc.rsplit(".", 1)[-1] == "ScaledLDLTPC" and self.correction is not None:
+            raise ValueError(
+                "the 'ldlt' solver (ScaledLDLTPC) does not apply to corrected steps "
+                f"(correction={self.correction!r}): their Fisher-information term depends on "
+                "the gradient of the log-density, and the Jacobian with its rows scaled by "
+                "the nodal densities is not symmetric.  Use the 'direct' solver")
 
     def _terminal(self, rho) -> ufl.Form:
         r"""The terminal term :math:`\eta J(\rho_N)` or :math:`\eta F_\eta(\rho_N)`."""
@@ -498,16 +516,18 @@ class W2Geodesic(BenamouBrenier):
     removes.  ``variable="density"`` (interior point) takes densities that vanish on
     open sets (compactly supported bumps); there the constant is fixed by a
     :math:`10^{-12}`-relative zeroth-order term in the continuity equations.
+    ``quadrature="vertex"`` with ``solver_parameters="ldlt"`` solves log geodesics by
+    a symmetric factorisation (:mod:`~jkoflow.solvers.symmetric_solve`).
     """
 
     def __init__(self, geometry, N: int = 8, *, degree: int = 1, variable: str = "log",
                  barrier: dict | None = None, quadrature_degree: int | None = None,
-                 solver_parameters: dict | None = None,
+                 quadrature: str = "gauss", solver_parameters: dict | None = None,
                  solver_parameters_extra: dict | None = None, options_prefix: str = "geodesic",
                  appctx: dict | None = None):
         super().__init__(geometry, N, terminal=None, degree=degree, variable=variable,
                          barrier=barrier, quadrature_degree=quadrature_degree,
-                         solver_parameters=solver_parameters,
+                         quadrature=quadrature, solver_parameters=solver_parameters,
                          solver_parameters_extra=solver_parameters_extra,
                          options_prefix=options_prefix, appctx=appctx)
         #: Whether a geodesic has been computed (its state is the next solve's guess).

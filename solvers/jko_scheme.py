@@ -40,6 +40,7 @@ from .checkpointing import Checkpointer
 from .common import FormValue, check_positive, global_min, logger, nodal_exp
 from .jko import JKOStep
 from .observers import VTKOutput
+from .presets import resolve_parameters
 from .protocol import Stepper
 from .benamou_brenier import density_unknowns_supported
 from .representation import choose_variable
@@ -62,7 +63,7 @@ class JKOScheme(Stepper):
         ``log_rho0`` is given.
     eta
         Default step size.
-    N, degree, barrier, correction, quadrature_degree, solver_parameters, solver_parameters_extra, options_prefix, appctx
+    N, degree, barrier, correction, quadrature_degree, quadrature, solver_parameters, solver_parameters_extra, options_prefix, appctx
         Passed to :class:`~jkoflow.solvers.jko.JKOStep` (options prefix ``"jko"``).
     variable
         ``"log"`` or ``"density"`` unknowns (:class:`~jkoflow.solvers.jko.JKOStep`),
@@ -104,7 +105,7 @@ class JKOScheme(Stepper):
                  log_rho0: Function | None = None, degree: int = 1,
                  variable: str | None = None, barrier: dict | None = None,
                  correction: str | None = None, quadrature_degree: int | None = None,
-                 solver_parameters: dict | str | None = None,
+                 quadrature: str = "gauss", solver_parameters: dict | str | None = None,
                  solver_parameters_extra: dict | None = None,
                  options_prefix: str = "jko", appctx: dict | None = None,
                  observers: Iterable[Callable] = (), vtk: str | None = None,
@@ -122,10 +123,11 @@ class JKOScheme(Stepper):
                                        degree=degree, what="JKO scheme")
         self._step_options = dict(degree=degree, barrier=barrier, correction=correction,
                                   quadrature_degree=quadrature_degree,
-                                  solver_parameters=solver_parameters,
+                                  quadrature=quadrature, solver_parameters=solver_parameters,
                                   solver_parameters_extra=solver_parameters_extra,
                                   options_prefix=options_prefix, appctx=appctx)
-        self.jko = JKOStep(energy, self.eta, N, variable=variable, **self._step_options)
+        self.jko = JKOStep(energy, self.eta, N, variable=variable,
+                           **self._options_for(variable))
         self.variable = self.jko.variable
         self._switched_stats = (0, 0, 0)
         self._previous_rho = None
@@ -246,6 +248,9 @@ class JKOScheme(Stepper):
             meta.update(correction=self.correction)
         meta.update(N=self.jko.N, degree=self.jko.degree, eta=self.eta,
                     quadrature_degree=self.jko.dx.measure.metadata().get("quadrature_degree"))
+        if self.jko.quadrature != "gauss":
+            # (absent for the default rule: checkpoints written before it existed match)
+            meta["quadrature"] = self.jko.quadrature
         return meta
 
     def snapshot_info(self) -> dict:
@@ -320,6 +325,22 @@ class JKOScheme(Stepper):
         self._notify()
         return eta
 
+    def _options_for(self, variable: str) -> dict:
+        """The step options for ``variable`` unknowns: the scheme's, except that the
+        ``"ldlt"`` solver, which only log unknowns have, gives way to ``"direct"`` for
+        density unknowns the scheme chose itself (logged)."""
+        options = dict(self._step_options)
+        params = resolve_parameters(options["solver_parameters"],
+                                    options["solver_parameters_extra"])
+        if (variable == "density" and self.chooses_variable
+                and "ScaledLDLTPC" in str(params.get("pc_python_type", ""))):
+            logger.info("JKO scheme: density unknowns solve with the 'direct' solver (the "
+                        "'ldlt' solver needs log unknowns)")
+            extra = {k: v for k, v in (options["solver_parameters_extra"] or {}).items()
+                     if not k.startswith(("pc_", "ksp_"))}
+            options.update(solver_parameters="direct", solver_parameters_extra=extra)
+        return options
+
     def _judge_unknowns(self, eta: float, label: str):
         r"""Before a log-unknown step of a scheme that chooses its unknowns: change to
         density unknowns, for good, if the step's predicted log-density change
@@ -340,7 +361,7 @@ class JKOScheme(Stepper):
         # built at the previous step's size, whose potential warm-starts this one
         previous_eta = self.history[-1].get("eta", self.eta)
         self.jko = JKOStep(self.energy, previous_eta, self.jko.N, variable="density",
-                           **self._step_options)
+                           **self._options_for("density"))
         self.variable = "density"
         rho *= mass / self.jko.mass(rho)
         self._state.assign(rho)
