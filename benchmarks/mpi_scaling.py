@@ -7,6 +7,9 @@ The workloads (the problem of ``_workloads.py``), each timed on 1 and on 2 ranks
   (squares cut along one diagonal, P1 log-densities, N = 4 slices, :math:`\\eta =
   0.05`, MUMPS): one cold step (kernels, symbolic factorisation), then the time of
   the warm steps that follow.  Unknowns: :math:`2N` fields of the P1 space.
+* **JKO step, LDLT**: the same step with ``quadrature="vertex"`` and the ``"ldlt"``
+  solver (MUMPS's symmetric :math:`LDL^\\top` of the row-scaled Jacobian,
+  :mod:`jkoflow.solvers.symmetric_solve`); likewise **geodesic, LDLT**.
 * **JKO step, sweep**: the same step with density unknowns (interior point) and the
   iterative ``"sweep"`` preset (FGMRES + transport-sweep preconditioner: block ILU,
   AMG), whose parts are local or multigrid solves rather than one factorisation.
@@ -45,13 +48,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _results import table_rows_by_mesh, write_table  # noqa: E402
 
-WORKLOADS = ("jko", "jko-sweep", "jko-corrected", "geodesic", "wgf")
+WORKLOADS = ("jko", "jko-ldlt", "jko-sweep", "jko-corrected", "geodesic", "geodesic-ldlt",
+             "wgf")
 #: Cells per side of each workload (>= 1e5 unknowns), and of its --quick variant.
-CELLS = {"jko": (116,), "jko-sweep": (96,), "jko-corrected": (116,), "geodesic": (124,),
-         "wgf": (200,)}
-QUICK_CELLS = {"jko": (40,), "jko-sweep": (32,), "jko-corrected": (40,), "geodesic": (40,),
-               "wgf": (100,)}
-STEPS = {"jko": 2, "jko-sweep": 1, "jko-corrected": 2, "geodesic": 2, "wgf": 5}
+CELLS = {"jko": (116,), "jko-ldlt": (116,), "jko-sweep": (96,), "jko-corrected": (116,),
+         "geodesic": (124,), "geodesic-ldlt": (124,), "wgf": (200,)}
+QUICK_CELLS = {"jko": (40,), "jko-ldlt": (40,), "jko-sweep": (32,), "jko-corrected": (40,),
+               "geodesic": (40,), "geodesic-ldlt": (40,), "wgf": (100,)}
+STEPS = {"jko": 2, "jko-ldlt": 2, "jko-sweep": 1, "jko-corrected": 2, "geodesic": 2,
+         "geodesic-ldlt": 2, "wgf": 5}
+#: The symmetric solve: the vertex rule and MUMPS's LDL^T (jkoflow.solvers.symmetric_solve).
+LDLT = {"quadrature": "vertex", "solver_parameters": "ldlt"}
 
 
 def worker(kind: str, n: int, steps: int):
@@ -61,9 +68,10 @@ def worker(kind: str, n: int, steps: int):
     from _workloads import bump, bump_case
 
     geom, V, energy, rho0 = bump_case(n)
-    if kind in ("jko", "jko-corrected"):
+    if kind in ("jko", "jko-ldlt", "jko-corrected"):
         solver = JKOStep(energy, 0.05, 4,
-                         correction="implicit-bias" if kind == "jko-corrected" else None)
+                         correction="implicit-bias" if kind == "jko-corrected" else None,
+                         **(LDLT if kind == "jko-ldlt" else {}))
         res = solver.solve(rho0)                  # cold: compile, first factorisation
         unknowns = solver.w.function_space().dim()
 
@@ -80,10 +88,10 @@ def worker(kind: str, n: int, steps: int):
             nonlocal res
             res = solver.solve(res.rho)
             return res.snes_iterations
-    elif kind == "geodesic":
+    elif kind in ("geodesic", "geodesic-ldlt"):
         def translate(t):
             return Function(V).interpolate(bump(geom, (t, 0.5 * t)))
-        solver = W2Geodesic(geom, 4)
+        solver = W2Geodesic(geom, 4, **(LDLT if kind == "geodesic-ldlt" else {}))
         res = solver.solve(rho0, translate(1.0))  # first: compile, from the trivial guess
         unknowns = solver.w.function_space().dim()
         shifts = iter(1.0 + 0.1 * k for k in range(1, 100))
@@ -128,7 +136,7 @@ def main(quick: bool, repeats: int, workloads=WORKLOADS, cells=None):
     rewrite the table, keeping the rows of every other (workload, mesh)."""
     lines = ["# Strong scaling, 1 -> 2 MPI ranks", "",
              "2D KL to N(0, I), P1, squares cut along one diagonal; JKO: N = 4, eta = 0.05, "
-             "log unknowns, MUMPS; JKO sweep: the same step with density unknowns and the "
+             "log unknowns, MUMPS; -ldlt: the vertex rule and the 'ldlt' solver; JKO sweep: the same step with density unknowns and the "
              "'sweep' preset; JKO corrected: the log step with correction='implicit-bias'; "
              "geodesic: W2Geodesic (log, N = 4) from the bump to its translates by "
              "(1.1, 0.55), (1.2, 0.6) (warm); WGF: log form, Radau IIA (3 stages), "

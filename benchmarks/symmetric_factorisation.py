@@ -22,6 +22,11 @@ Lagrangian in the unknowns :math:`(l, \phi)` is.  For each mesh the script repor
   LDL^T) from the
   warm step's starting state, against the step's own Newton count.
 
+This measures the Gauss-quadrature step, whose Newton system is not symmetric.  The
+symmetric system that the gain needs comes with the vertex rule
+(``quadrature="vertex"``), whose log steps the ``"ldlt"`` solver takes
+(:mod:`jkoflow.solvers.symmetric_solve`; timed in ``variant_growth.py``).
+
 Run: ``"$(make -s env-path)/bin/python" benchmarks/symmetric_factorisation.py``
 (``--quick``: one small mesh).  Serial.  Results:
 ``benchmarks/results/symmetric_factorisation.md``.

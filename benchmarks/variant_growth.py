@@ -1,6 +1,8 @@
 r"""Cost of one warm dynamic-transport solve against the number of unknowns, for every
-variant: log-density JKO step, density JKO step (direct and the iterative ``sweep``
-preset), the corrected (second-order) JKO step, and a :math:`W_2` geodesic.
+variant: log-density JKO step (Gauss quadrature and MUMPS's LU; the vertex rule with
+LU and with the symmetric ``"ldlt"`` solve), density JKO step (direct and the
+iterative ``sweep`` preset), the corrected (second-order) JKO step, and a :math:`W_2`
+geodesic (Gauss, LU; vertex rule, ``"ldlt"``).
 
 The workload is that of ``benchmarks/direct_solver_growth.py``: KL to
 :math:`N(0, I)` on :math:`[-3, 3]^2` from a Gaussian bump, squares cut along one
@@ -42,7 +44,16 @@ sys.path.insert(0, HERE)
 from _results import table_rows_by_mesh, write_table  # noqa: E402
 from _workloads import bump, bump_case  # noqa: E402
 
-VARIANTS = ("log", "density", "density, sweep", "corrected (log)", "geodesic (log)")
+VARIANTS = ("log", "log, vertex rule", "log, vertex rule, ldlt", "density", "density, sweep",
+            "corrected (log)", "geodesic (log)", "geodesic (log), vertex rule, ldlt")
+#: Solver options of the variants (beyond the JKO step's or geodesic's defaults).
+OPTIONS = {"log, vertex rule": {"quadrature": "vertex"},
+           "log, vertex rule, ldlt": {"quadrature": "vertex", "solver_parameters": "ldlt"},
+           "density": {"variable": "density"},
+           "density, sweep": {"variable": "density", "solver_parameters": "sweep"},
+           "corrected (log)": {"correction": "implicit-bias"},
+           "geodesic (log), vertex rule, ldlt": {"quadrature": "vertex",
+                                                 "solver_parameters": "ldlt"}}
 
 
 def timed(fn):
@@ -54,21 +65,18 @@ def timed(fn):
 def measure(n: int, variant: str) -> dict:
     """One cold solve, then one timed warm solve of ``variant`` on an n x n mesh."""
     geom, V, energy, rho0 = bump_case(n)
-    prefix = f"growth_{n}_{variant.split()[0].strip(',')}_"
-    if variant == "geodesic (log)":
+    prefix = f"growth_{n}_{VARIANTS.index(variant)}_"
+    kwargs = OPTIONS.get(variant, {})
+    if variant.startswith("geodesic"):
         rho1 = Function(V).interpolate(bump(geom, (1.0, 0.5)))
         rho2 = Function(V).interpolate(bump(geom, (1.1, 0.55)))
-        solver = W2Geodesic(geom, 4, options_prefix=prefix)
+        solver = W2Geodesic(geom, 4, options_prefix=prefix, **kwargs)
         solver.solve(rho0, rho1)
 
         def again():
             return solver.solve(rho0, rho2)
     else:
-        kwargs = {"density": {"variable": "density"},
-                  "density, sweep": {"variable": "density", "solver_parameters": "sweep"},
-                  "corrected (log)": {"correction": "implicit-bias"}}.get(variant, {})
-        solver = JKOStep(energy, 0.05, 4, options_prefix=prefix,
-                         **kwargs)
+        solver = JKOStep(energy, 0.05, 4, options_prefix=prefix, **kwargs)
         first = solver.solve(rho0)
         if solver.variable == "log":
             def again():
@@ -107,7 +115,7 @@ def main(quick: bool, variants, sizes=None):
     lines = ["# Warm solve cost against unknowns, every variant", "",
              f"{COMM_WORLD.size} MPI rank(s); 2D KL to N(0, I) on [-3, 3]^2, P1, N = 4, "
              "eta = 0.05 (geodesic: the bump to its translate by (1, 0.5)); squares cut "
-             "along one diagonal; MUMPS unless 'sweep'.  CPU seconds of one warm solve "
+             "along one diagonal; MUMPS (LU; LDL^T for 'ldlt') unless 'sweep'.  CPU seconds of one warm solve "
              "(summed over ranks); p: exponent of the time against the unknowns from the "
              "previous row of the same variant.", "",
              "| variant | cells per side | unknowns | Newton its | outer Krylov its | "
