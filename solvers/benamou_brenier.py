@@ -345,7 +345,8 @@ class BenamouBrenier(SolverStats):
         appctx = {"jko_transport": self, **(appctx or {})}
         self.solver = SliceAssembledSolver(self.w, rows, solver_parameters=params,
                                            options_prefix=options_prefix, appctx=appctx,
-                                           nullspace=nullspace)
+                                           nullspace=nullspace,
+                                           log_scaled_rows=self._log_scaled_rows())
         self.options_prefix = options_prefix
         with self.w.dat.vec_ro as v:
             first = v.getOwnershipRange()[0]
@@ -459,6 +460,26 @@ class BenamouBrenier(SolverStats):
             rows = [simplify_log_of_exp(row) for row in rows]
         return rows
 
+    def nodal_terminal(self, log_rho) -> ufl.Form | None:
+        r"""A part :math:`S(l_N)` of the terminal term taken out of the placeholder
+        stationarity: its row is :math:`e^{-l_N}\circ\partial S/\partial l_N`, the
+        derivative with respect to the *nodal* density (``log_scaled_rows`` of
+        :class:`~jkoflow.solvers.slice_assembly.SliceAssembledSolver`).  ``None`` here;
+        a JKO step's corrected term with the vertex rule overrides it.
+        ``log_rho`` is :math:`l_N` (a ``Function`` or an expression)."""
+        return None
+
+    def _log_scaled_rows(self) -> dict:
+        """``{row of l_N: dS/dl_N}`` for :meth:`nodal_terminal`, or ``{}``."""
+        if self.fixed_end or self.variable != "log":
+            return {}
+        l_N = self._ends[self.n_rho]
+        S = self.nodal_terminal(l_N)
+        if S is None:
+            return {}
+        B = derivative(S, l_N, TestFunction(self.V))
+        return {self.n_rho - 1: simplify_log_of_exp(B)}
+
     @property
     def lagrangian(self) -> ufl.Form:
         """The discrete Lagrangian :math:`L` as one UFL form in ``split(w)`` (for
@@ -470,6 +491,9 @@ class BenamouBrenier(SolverStats):
                 for i, p in enumerate(parts[self.phi_fields], start=1))
         if not self.fixed_end:
             L += self._terminal_form(rhos[-1])
+            S = self.nodal_terminal(parts[self.n_rho - 1]) if self.variable == "log" else None
+            if S is not None:
+                L += S
         return simplify_log_of_exp(L) if self.variable == "log" else L
 
     def _mean(self, a, b):

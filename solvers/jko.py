@@ -190,23 +190,13 @@ class JKOStep(BenamouBrenier):
         self._predictor = None
         self.continuation_path = []
 
-    def check_preconditioner(self, pc: str):
-        r"""As :meth:`~jkoflow.solvers.BenamouBrenier.check_preconditioner`; in addition
-        the ``"ldlt"`` solver refuses corrected steps: their Fisher-information term
-        :math:`|\nabla_g l|^2 e^{l}` is not a function of the nodal densities alone, so
-        the scaled Jacobian is not symmetric even with the vertex rule."""
-        super().check_preconditioner(pc)
-        if pc.rsplit(".", 1)[-1] == "ScaledLDLTPC" and self.correction is not None:
-            raise ValueError(
-                "the 'ldlt' solver (ScaledLDLTPC) does not apply to corrected steps "
-                f"(correction={self.correction!r}): their Fisher-information term depends on "
-                "the gradient of the log-density, and the Jacobian with its rows scaled by "
-                "the nodal densities is not symmetric.  Use the 'direct' solver")
-
     def _terminal(self, rho) -> ufl.Form:
-        r"""The terminal term :math:`\eta J(\rho_N)` or :math:`\eta F_\eta(\rho_N)`."""
+        r"""The terminal term :math:`\eta J(\rho_N)` or :math:`\eta F_\eta(\rho_N)`
+        (without its Fisher-information part where :meth:`nodal_terminal` takes it)."""
         if self.correction is None:
             return self.eta * self.energy.integrand(rho) * self.dx
+        if self._nodal_correction:
+            return self.eta * self.corrected_energy.integrand(rho) * self.dx
         return self.eta * self.corrected_energy.corrected_form(
             rho, self.eta, self._log_of_end(rho), dx=self.dx)
 
@@ -229,6 +219,28 @@ class JKOStep(BenamouBrenier):
         if self.variable == "log" and self.energy.entropic:
             return self.limit_energy()
         return self.energy
+
+    @property
+    def _nodal_correction(self) -> bool:
+        """Whether the corrected term is differentiated in the nodal densities
+        (:meth:`nodal_terminal`): log unknowns with the vertex rule."""
+        return (self.correction is not None and self.variable == "log"
+                and self.quadrature == "vertex" and self.energy.entropic)
+
+    def nodal_terminal(self, log_rho):
+        r"""With the vertex rule, the Fisher-information part
+        :math:`\eta\,(\eta/4)\,I_J(e^{l_N})` of a corrected log step, whose row is its
+        derivative with respect to the nodal density :math:`e^{l_{N,j}}`, taken as
+        :math:`e^{-l_{N,j}}\,\partial/\partial l_{N,j}`.  :math:`I_J` contains
+        :math:`\nabla l`, which the placeholder stationarity (:meth:`_log_of_end`)
+        would differentiate through a linearised logarithm that is not nodal; this way
+        every row is a derivative with respect to the nodal densities and the Newton
+        system, scaled by them, is symmetric (the ``"ldlt"`` solver applies).  ``None``
+        otherwise."""
+        if not self._nodal_correction:
+            return None
+        return (self.eta * (self.eta / 4)
+                * self.corrected_energy.curvature_form(ufl.exp(log_rho), log_rho, dx=self.dx))
 
     def _log_of_end(self, rho):
         r""":math:`\log\rho_N` for the corrected term, or ``None`` (density unknowns or

@@ -74,11 +74,21 @@ class SliceAssembledSolver(OptionsManager):
         The application context that python preconditioners find on the DM.
     nullspace
         Optional :class:`~firedrake.VectorSpaceBasis` of the Jacobian's null space.
+    log_scaled_rows
+        Optional ``{i: B_i}``: 1-forms (tested like the rows) that read field ``i``
+        only, added to row ``i`` *nodally* scaled by :math:`e^{-w_i}`:
+        :math:`F_i \mathrel{+}= e^{-w_i}\circ B_i(w_i)`, which no UFL form can express
+        (the scale is the value at the test function's node).  Their Jacobian,
+        :math:`\mathrm{diag}(e^{-w_i})\,\partial B_i/\partial w_i -
+        \mathrm{diag}(e^{-w_i}\circ B_i)`, is added to block :math:`(i, i)`.  With
+        :math:`B_i = \partial S/\partial l_i` this is the derivative of :math:`S`
+        with respect to the nodal density :math:`e^{l_i}`
+        (:mod:`~jkoflow.solvers.jko`, corrected steps with the vertex rule).
     """
 
     def __init__(self, w, rows, *, solver_parameters: dict | None = None,
                  options_prefix: str | None = None, appctx: dict | None = None,
-                 nullspace=None):
+                 nullspace=None, log_scaled_rows: dict | None = None):
         W = w.function_space()
         fields = w.subfunctions
         if len(rows) != len(fields):
@@ -117,6 +127,18 @@ class SliceAssembledSolver(OptionsManager):
             for j, f in enumerate(fields):
                 if f in read:
                     self.blocks[i, j] = ufl.derivative(row, f, trial)
+        #: ``{i: (B_i, dB_i/dw_i)}``, the nodally scaled parts of rows (parameter).
+        self.log_scaled_rows = {}
+        for i, B in (log_scaled_rows or {}).items():
+            read = [j for j, f in enumerate(fields) if f in set(B.coefficients())]
+            if read != [i] or (i, i) not in self.blocks:
+                raise ValueError(f"a log-scaled part of row {i} must read field {i} only, "
+                                 f"which row {i} must read too (it reads fields {read})")
+            self.log_scaled_rows[i] = (B, ufl.derivative(B, fields[i], trial))
+        self._scaled_assemblers = {
+            i: (get_assembler(B), Cofunction(V.dual()), get_assembler(dB, mat_type="aij"))
+            for i, (B, dB) in self.log_scaled_rows.items()}
+        self._scaled_matrices: dict = {}
         self._row_assemblers = [get_assembler(row) for row in self.rows]
         self._row_values = [Cofunction(V.dual()) for _ in self.rows]
         self._block_assemblers = {ij: get_assembler(b, mat_type="aij")
@@ -158,6 +180,16 @@ class SliceAssembledSolver(OptionsManager):
                 asm.assemble(tensor=val)
                 data = val.dat.data_ro
                 out[start:start + len(data)] = data
+            for i, start in ((i, self._offsets[i]) for i in self._scaled_assemblers):
+                scale, b = self._scaled_part(i)
+                out[start:start + len(b)] += scale * b
+
+    def _scaled_part(self, i: int) -> tuple:
+        """:math:`e^{-w_i}` and :math:`B_i` at the current state (owned dofs)."""
+        asm, val, _ = self._scaled_assemblers[i]
+        asm.assemble(tensor=val)
+        # (e^-w is bounded at e^700: where w < -700 the density and B_i are ~0)
+        return np.exp(-np.maximum(self.w.subfunctions[i].dat.data_ro, -700.0)), val.dat.data_ro
 
     def _assemble_blocks(self) -> None:
         for ij, asm in self._block_assemblers.items():
@@ -166,6 +198,21 @@ class SliceAssembledSolver(OptionsManager):
             else:
                 self._block_values[ij] = asm.assemble()
             self._block_values[ij].petscmat    # finishes the assembly (PyOP2 is lazy)
+        for i, (_, _, dasm) in self._scaled_assemblers.items():
+            # block (i, i) += diag(e^-w) dB/dw - diag(e^-w B)
+            if i in self._scaled_matrices:
+                dasm.assemble(tensor=self._scaled_matrices[i])
+            else:
+                self._scaled_matrices[i] = dasm.assemble()
+            M = self._scaled_matrices[i].petscmat
+            block = self._block_values[i, i].petscmat
+            scale, b = self._scaled_part(i)
+            d = M.createVecLeft()
+            d.setArray(scale)
+            M.diagonalScale(L=d)
+            block.axpy(1.0, M, structure=PETSc.Mat.Structure.SUBSET_NONZERO_PATTERN)
+            d.setArray(-scale * b)
+            block.setDiagonal(d, addv=PETSc.InsertMode.ADD_VALUES)
 
     def form_jacobian(self, snes, X, J, P) -> None:
         """SNES Jacobian callback: assemble the blocks and convert them into ``J``."""
@@ -246,7 +293,10 @@ class SliceAssembledSolver(OptionsManager):
     def monolithic_residual(self) -> ufl.Form:
         """The residual as one UFL form on the mixed space (the rows with the mixed
         test functions and ``split(w)``): what slice assembly avoids compiling, for
-        checks and for solvers that need a single form."""
+        checks and for solvers that need a single form.  Not for nodally scaled rows
+        (``log_scaled_rows``), which no form expresses: ``NotImplementedError``."""
+        if self.log_scaled_rows:
+            raise NotImplementedError("rows with nodally scaled parts have no monolithic form")
         subs = dict(zip(self.w.subfunctions, split(self.w)))
         form = 0
         for row, q in zip(self.rows, TestFunctions(self.W)):

@@ -29,7 +29,10 @@ with MUMPS's symmetric indefinite :math:`LDL^\top` and solves
 :math:`J x = b` as :math:`(\mathrm{diag}(D, I)J)\,x = \mathrm{diag}(D, I)\,b`: the
 same Newton step as an LU of :math:`J`, with half the factor entries and about
 two thirds of the factorisation's time (``benchmarks/results/symmetric_factorisation.md``).
-The Newton iteration itself is unchanged.
+The Newton iteration itself is unchanged.  A corrected step's Fisher-information
+term depends on :math:`\nabla l`, but with the vertex rule it is still a function of the
+nodal values, and its row is taken as such
+(:meth:`~jkoflow.solvers.JKOStep.nodal_terminal`), so the same holds for it.
 
 A common factor of all rows changes nothing, so the rows are scaled by
 :math:`\mathrm{diag}(D, I)/c`, :math:`c = e^{\max l}`, and :math:`D_j/c =
