@@ -9,7 +9,8 @@ The workloads (the problem of ``_workloads.py``), each timed on 1 and on 2 ranks
   the warm steps that follow.  Unknowns: :math:`2N` fields of the P1 space.
 * **JKO step, LDLT**: the same step with ``quadrature="vertex"`` and the ``"ldlt"``
   solver (MUMPS's symmetric :math:`LDL^\\top` of the row-scaled Jacobian,
-  :mod:`jkoflow.solvers.symmetric_solve`); likewise **geodesic, LDLT**.
+  :mod:`jkoflow.solvers.symmetric_solve`); likewise **JKO step, corrected, LDLT** and
+  **geodesic, LDLT**.
 * **JKO step, sweep**: the same step with density unknowns (interior point) and the
   iterative ``"sweep"`` preset (FGMRES + transport-sweep preconditioner: block ILU,
   AMG), whose parts are local or multigrid solves rather than one factorisation.
@@ -48,15 +49,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _results import table_rows_by_mesh, write_table  # noqa: E402
 
-WORKLOADS = ("jko", "jko-ldlt", "jko-sweep", "jko-corrected", "geodesic", "geodesic-ldlt",
-             "wgf")
+WORKLOADS = ("jko", "jko-ldlt", "jko-sweep", "jko-corrected", "jko-corrected-ldlt",
+             "geodesic", "geodesic-ldlt", "wgf")
 #: Cells per side of each workload (>= 1e5 unknowns), and of its --quick variant.
 CELLS = {"jko": (116,), "jko-ldlt": (116,), "jko-sweep": (96,), "jko-corrected": (116,),
-         "geodesic": (124,), "geodesic-ldlt": (124,), "wgf": (200,)}
+         "jko-corrected-ldlt": (116,), "geodesic": (124,), "geodesic-ldlt": (124,),
+         "wgf": (200,)}
 QUICK_CELLS = {"jko": (40,), "jko-ldlt": (40,), "jko-sweep": (32,), "jko-corrected": (40,),
-               "geodesic": (40,), "geodesic-ldlt": (40,), "wgf": (100,)}
-STEPS = {"jko": 2, "jko-ldlt": 2, "jko-sweep": 1, "jko-corrected": 2, "geodesic": 2,
-         "geodesic-ldlt": 2, "wgf": 5}
+               "jko-corrected-ldlt": (40,), "geodesic": (40,), "geodesic-ldlt": (40,),
+               "wgf": (100,)}
+STEPS = {"jko": 2, "jko-ldlt": 2, "jko-sweep": 1, "jko-corrected": 2,
+         "jko-corrected-ldlt": 2, "geodesic": 2, "geodesic-ldlt": 2, "wgf": 5}
 #: The symmetric solve: the vertex rule and MUMPS's LDL^T (jkoflow.solvers.symmetric_solve).
 LDLT = {"quadrature": "vertex", "solver_parameters": "ldlt"}
 
@@ -68,10 +71,10 @@ def worker(kind: str, n: int, steps: int):
     from _workloads import bump, bump_case
 
     geom, V, energy, rho0 = bump_case(n)
-    if kind in ("jko", "jko-ldlt", "jko-corrected"):
+    if kind in ("jko", "jko-ldlt", "jko-corrected", "jko-corrected-ldlt"):
         solver = JKOStep(energy, 0.05, 4,
-                         correction="implicit-bias" if kind == "jko-corrected" else None,
-                         **(LDLT if kind == "jko-ldlt" else {}))
+                         correction="implicit-bias" if "corrected" in kind else None,
+                         **(LDLT if kind.endswith("-ldlt") else {}))
         res = solver.solve(rho0)                  # cold: compile, first factorisation
         unknowns = solver.w.function_space().dim()
 

@@ -2,7 +2,7 @@ r"""Cost of one warm dynamic-transport solve against the number of unknowns, for
 variant: log-density JKO step (Gauss quadrature and MUMPS's LU; the vertex rule with
 LU and with the symmetric ``"ldlt"`` solve), density JKO step (direct and the
 iterative ``sweep`` preset), the corrected (second-order) JKO step, and a :math:`W_2`
-geodesic (Gauss, LU; vertex rule, ``"ldlt"``).
+geodesic (the last two: Gauss, LU; vertex rule, ``"ldlt"``).
 
 The workload is that of ``benchmarks/direct_solver_growth.py``: KL to
 :math:`N(0, I)` on :math:`[-3, 3]^2` from a Gaussian bump, squares cut along one
@@ -45,13 +45,17 @@ from _results import table_rows_by_mesh, write_table  # noqa: E402
 from _workloads import bump, bump_case  # noqa: E402
 
 VARIANTS = ("log", "log, vertex rule", "log, vertex rule, ldlt", "density", "density, sweep",
-            "corrected (log)", "geodesic (log)", "geodesic (log), vertex rule, ldlt")
+            "corrected (log)", "corrected (log), vertex rule, ldlt", "geodesic (log)",
+            "geodesic (log), vertex rule, ldlt")
 #: Solver options of the variants (beyond the JKO step's or geodesic's defaults).
 OPTIONS = {"log, vertex rule": {"quadrature": "vertex"},
            "log, vertex rule, ldlt": {"quadrature": "vertex", "solver_parameters": "ldlt"},
            "density": {"variable": "density"},
            "density, sweep": {"variable": "density", "solver_parameters": "sweep"},
            "corrected (log)": {"correction": "implicit-bias"},
+           "corrected (log), vertex rule, ldlt": {"correction": "implicit-bias",
+                                                  "quadrature": "vertex",
+                                                  "solver_parameters": "ldlt"},
            "geodesic (log), vertex rule, ldlt": {"quadrature": "vertex",
                                                  "solver_parameters": "ldlt"}}
 
