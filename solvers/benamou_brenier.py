@@ -466,7 +466,17 @@ class BenamouBrenier(SolverStats):
         derivative with respect to the *nodal* density (``log_scaled_rows`` of
         :class:`~jkoflow.solvers.slice_assembly.SliceAssembledSolver`).  ``None`` here;
         a JKO step's corrected term with the vertex rule overrides it.
-        ``log_rho`` is :math:`l_N` (a ``Function`` or an expression)."""
+
+        Parameters
+        ----------
+        log_rho
+            :math:`l_N` (a ``Function`` or a UFL expression).
+
+        Returns
+        -------
+        ufl.Form or None
+            The 0-form :math:`S(l_N)`, or ``None``.
+        """
         return None
 
     def _log_scaled_rows(self) -> dict:

@@ -153,10 +153,7 @@ class DensityFlow(TimeIntegrator):
 
     @cached_property
     def _energy_value(self) -> FormValue:
-        en, rho = self.energy, self.rho_expr
-        if self.variable == "log":
-            return FormValue(en.integrand(rho) * self.dx)
-        return FormValue(en.value_integrand(rho) * self.dx)
+        return FormValue(self.energy.value_integrand(self.rho_expr) * self.dx)
 
     def dissipation(self) -> float:
         r""":math:`I_J(\rho) = \int|\nabla_g\,\delta J/\delta\rho|_g^2\rho = -dJ/dt` along

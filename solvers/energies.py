@@ -102,7 +102,18 @@ class Energy:
         density that may vanish: for an entropic energy :math:`U(\rho)` is taken as 0
         where :math:`\rho \le 0` (its continuous extension at 0), so that
         :math:`0\log 0` and round-off undershoots do not give NaN.  Not for forms that
-        are differentiated (the solvers' iterates are positive)."""
+        are differentiated (the solvers' iterates are positive).
+
+        Parameters
+        ----------
+        rho
+            The density (a UFL expression).
+
+        Returns
+        -------
+        ufl.core.expr.Expr
+            The integrand of :math:`J(\rho)`.
+        """
         if not self.entropic:
             return self.integrand(rho)
         Vrho = self.V * rho if self.V is not None else 0

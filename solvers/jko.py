@@ -220,10 +220,24 @@ class JKOStep(BenamouBrenier):
             return self.limit_energy()
         return self.energy
 
+    def check_preconditioner(self, pc: str):
+        """As :meth:`~jkoflow.solvers.BenamouBrenier.check_preconditioner`; in addition
+        the ``"ldlt"`` solver refuses a corrected step whose Fisher-information term is
+        not taken in the nodal densities (a non-entropic energy in log unknowns): its
+        scaled Jacobian is not symmetric."""
+        super().check_preconditioner(pc)
+        if (pc.rsplit(".", 1)[-1] == "ScaledLDLTPC" and self.correction is not None
+                and not self._nodal_correction):
+            raise ValueError(
+                "the 'ldlt' solver (ScaledLDLTPC) takes corrected steps only for entropic "
+                f"energies (their Fisher term in the nodal densities); {self.energy.name!r} "
+                "is not entropic.  Use the 'direct' solver")
+
     @property
     def _nodal_correction(self) -> bool:
         """Whether the corrected term is differentiated in the nodal densities
-        (:meth:`nodal_terminal`): log unknowns with the vertex rule."""
+        (:meth:`nodal_terminal`): an entropic energy in log unknowns with the vertex
+        rule."""
         return (self.correction is not None and self.variable == "log"
                 and self.quadrature == "vertex" and self.energy.entropic)
 
@@ -235,8 +249,19 @@ class JKOStep(BenamouBrenier):
         :math:`\nabla l`, which the placeholder stationarity (:meth:`_log_of_end`)
         would differentiate through a linearised logarithm that is not nodal; this way
         every row is a derivative with respect to the nodal densities and the Newton
-        system, scaled by them, is symmetric (the ``"ldlt"`` solver applies).  ``None``
-        otherwise."""
+        system, scaled by them, is symmetric (the ``"ldlt"`` solver applies).
+
+        Parameters
+        ----------
+        log_rho
+            :math:`l_N` (a ``Function`` or a UFL expression).
+
+        Returns
+        -------
+        ufl.Form or None
+            :math:`\eta\,(\eta/4)\,I_J(e^{l_N})` with the step's measure, or ``None``
+            (no correction, density unknowns, Gauss quadrature, non-entropic energy).
+        """
         if not self._nodal_correction:
             return None
         return (self.eta * (self.eta / 4)

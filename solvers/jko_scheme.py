@@ -201,14 +201,11 @@ class JKOScheme(Stepper):
 
     def energy_value(self) -> float:
         """:math:`J(\\rho_k)`, with the step solver's quadrature (the form is built once;
-        for density unknowns :math:`0\\log 0 = 0`:
-        :meth:`~jkoflow.solvers.Energy.value_integrand`)."""
+        :math:`0\\log 0 = 0`: :meth:`~jkoflow.solvers.Energy.value_integrand`)."""
         return self._energy_value()
 
     @cached_property
     def _energy_value(self) -> FormValue:
-        if self.variable == "log":
-            return FormValue(self.energy.integrand(self.rho_expr) * self.jko.dx)
         return FormValue(self.energy.value_integrand(self.rho_expr) * self.jko.dx)
 
     @property
@@ -239,7 +236,8 @@ class JKOScheme(Stepper):
             + [self.phi]
 
     def checkpoint_metadata(self) -> dict:
-        """The protocol's record plus ``N``, ``degree``, ``eta``, quadrature degree."""
+        """The protocol's record plus ``N``, ``degree``, ``eta``, quadrature degree, and
+        ``quadrature`` for the vertex rule."""
         meta = super().checkpoint_metadata()
         if self.chooses_variable:
             # the unknowns may change along the run: each snapshot records its own

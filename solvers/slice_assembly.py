@@ -188,7 +188,8 @@ class SliceAssembledSolver(OptionsManager):
         """:math:`e^{-w_i}` and :math:`B_i` at the current state (owned dofs)."""
         asm, val, _ = self._scaled_assemblers[i]
         asm.assemble(tensor=val)
-        # (e^-w is bounded at e^700: where w < -700 the density and B_i are ~0)
+        # e^-w is bounded at e^700 (no overflow); below w = -700 the scaled part is then
+        # cut (its Jacobian there is approximate: such nodes carry densities < 1e-304)
         return np.exp(-np.maximum(self.w.subfunctions[i].dat.data_ro, -700.0)), val.dat.data_ro
 
     def _assemble_blocks(self) -> None:

@@ -38,7 +38,7 @@ A common factor of all rows changes nothing, so the rows are scaled by
 :math:`\mathrm{diag}(D, I)/c`, :math:`c = e^{\max l}`, and :math:`D_j/c =
 e^{l_j - \max l}` cannot overflow.
 Where the log-densities span more than :data:`MAX_LOG_RANGE` units the smallest
-:math:`D_j` would underflow and the scaled matrix would lose its rows: that
+:math:`D_j` would come close to underflow and the scaled matrix would lose its rows: that
 Jacobian is then factorised by LU instead (logged).
 """
 from __future__ import annotations
@@ -54,7 +54,8 @@ from .presets import preset
 __all__ = ["ScaledLDLTPC", "MAX_LOG_RANGE"]
 
 #: Largest spread :math:`\max l - \min l` of the log-densities for which the rows are
-#: scaled (:math:`e^{-650} \approx 10^{-282}`, above the smallest normal double).
+#: scaled (:math:`e^{-650} \approx 10^{-282}`: a margin above the smallest normal
+#: double, :math:`e^{-708}`).
 MAX_LOG_RANGE = 650.0
 
 
@@ -72,6 +73,7 @@ class ScaledLDLTPC(KKTPreconditioner):
     rescue_with_direct_solve = False
 
     def setup(self, pc, P):
+        """Create the inner solvers and the work vectors, then factorise ``P``."""
         t = self.transport
         mumps = {k: v for k, v in preset("direct").items() if k.startswith("mat_mumps")}
         self.set_defaults("ldlt_", {"ksp_type": "preonly", "pc_type": "cholesky",
@@ -92,6 +94,8 @@ class ScaledLDLTPC(KKTPreconditioner):
         self.assemble_blocks(P)
 
     def assemble_blocks(self, P):
+        """Scale the rows of a copy of ``P`` and factorise it (or ``P`` by LU, when the
+        log-densities span more than :data:`MAX_LOG_RANGE`)."""
         t = self.transport
         with t.w.dat.vec_ro as w:
             logs = w.getArray(readonly=True)[self.log_rows]
@@ -123,6 +127,7 @@ class ScaledLDLTPC(KKTPreconditioner):
         self.ksp.setUp()
 
     def apply_blocks(self, pc, x, y):
+        """``y`` = the Newton step for the right-hand side ``x``."""
         self.applications += 1
         if self.use_fallback:
             self.fallback.solve(x, y)
