@@ -348,9 +348,7 @@ class BenamouBrenier(SolverStats):
                                            nullspace=nullspace,
                                            log_scaled_rows=self._log_scaled_rows())
         self.options_prefix = options_prefix
-        with self.w.dat.vec_ro as v:
-            first = v.getOwnershipRange()[0]
-        self._rho_local_indices = self.field_indices(self.rho_fields) - first
+        self._rho_local_indices = self.local_field_indices(self.rho_fields)
         self.interior_point = None
         if variable == "density" and geometry.crossed:
             logger.warning("density unknowns on a crossed triangulation (four triangles per "
@@ -550,6 +548,13 @@ class BenamouBrenier(SolverStats):
         if not ises:
             return np.zeros(0, dtype=np.int64)
         return np.concatenate([i.getIndices() for i in ises]).astype(np.int64)
+
+    def local_field_indices(self, fields: slice) -> np.ndarray:
+        """Positions of this rank's dofs of the given fields in its local part of the
+        state Vec (:meth:`field_indices` less the rank's first global index)."""
+        with self.w.dat.vec_ro as v:
+            first = v.getOwnershipRange()[0]
+        return self.field_indices(fields) - first
 
     @property
     def barrier_target(self) -> float:

@@ -109,9 +109,7 @@ class InteriorPoint:
         lumped = assemble(TestFunction(V) * transport.barrier_measure)
         with lumped.dat.vec_ro as v:
             m = v.array_r.copy()
-        with transport.w.dat.vec_ro as v:
-            first = v.getOwnershipRange()[0]
-        self._idx = {name: transport.field_indices(getattr(transport, name)) - first
+        self._idx = {name: transport.local_field_indices(getattr(transport, name))
                      for name in ("rho_fields", "phi_fields", "dual_fields")}
         self._inv_mass = {name: np.tile(1.0 / m, len(idx) // max(len(m), 1))
                           for name, idx in self._idx.items()}

@@ -250,17 +250,9 @@ class JKOStep(BenamouBrenier):
         would differentiate through a linearised logarithm that is not nodal; this way
         every row is a derivative with respect to the nodal densities and the Newton
         system, scaled by them, is symmetric (the ``"ldlt"`` solver applies).
-
-        Parameters
-        ----------
-        log_rho
-            :math:`l_N` (a ``Function`` or a UFL expression).
-
-        Returns
-        -------
-        ufl.Form or None
-            :math:`\eta\,(\eta/4)\,I_J(e^{l_N})` with the step's measure, or ``None``
-            (no correction, density unknowns, Gauss quadrature, non-entropic energy).
+        Parameters and return value as in
+        :meth:`~jkoflow.solvers.BenamouBrenier.nodal_terminal`; ``None`` without a
+        correction, with density unknowns, Gauss quadrature or a non-entropic energy.
         """
         if not self._nodal_correction:
             return None

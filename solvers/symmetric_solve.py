@@ -84,9 +84,7 @@ class ScaledLDLTPC(KKTPreconditioner):
         self.ksp.setFromOptions()
         self.fallback = self.krylov("ldlt_fallback_")
         self.fallback.setFromOptions()
-        with t.w.dat.vec_ro as w:
-            first = w.getOwnershipRange()[0]
-        self.log_rows = t.field_indices(t.rho_fields) - first
+        self.log_rows = t.local_field_indices(t.rho_fields)
         self.scale = P.createVecLeft()
         self.work = P.createVecLeft()
         self.scaled = None
